@@ -1,0 +1,410 @@
+"""The `dispatch` command: parse, call the coordinator or a query, print. Nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import pendulum
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.config import Settings
+from app.db import repositories as repo
+from app.db.engine import current_revision, head_revision, open_database, read_connection, upgrade
+from app.db.models import Role
+from app.sync import commands as c
+from app.sync.coordinator import Change, Coordinator
+from app.sync.errors import DispatchError
+from app.sync.jsonl import ParseError, parse_text
+
+EXIT_OK, EXIT_REFUSED, EXIT_UNREADABLE = 0, 1, 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dispatch",
+        description="Field-service dispatch console: assignments mirrored as CRM appointments.",
+    )
+    p.add_argument("--db", help="database URL (default: $DISPATCH_DB or the embedded SQLite file)")
+    p.add_argument("--user", help="open the console as this registered user")
+    sub = p.add_subparsers(dest="command")
+
+    d = sub.add_parser("demo", help="load a realistic, deterministic demo data set")
+    d.add_argument("--orders", type=int, default=40)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--start", help="first day (ISO date); default: Monday of this week")
+    d.add_argument("--if-empty", action="store_true", help="only when there are no orders yet")
+
+    a = sub.add_parser("apply", help="apply JSON-lines commands (one transaction by default)")
+    a.add_argument("file", nargs="?", default="-")
+    a.add_argument("--as", dest="as_user", help="act as this registered user")
+    a.add_argument("--each", action="store_true", help="commit line by line")
+
+    s = sub.add_parser("show", help="show one assignment or appointment")
+    s.add_argument("what", choices=["assignment", "appointment"])
+    s.add_argument("key", help="ORDER/LINE/NO or an appointment id")
+    s.add_argument("--json", action="store_true")
+
+    li = sub.add_parser("list", help="list assignments or appointments")
+    li.add_argument("what", choices=["assignments", "appointments"])
+    li.add_argument("--order")
+    li.add_argument("--engineer")
+    li.add_argument("--limit", type=int)
+    li.add_argument("--json", action="store_true")
+
+    sub.add_parser("check", help="verify the whole database against the rules")
+
+    h = sub.add_parser("history", help="print the change journal")
+    h.add_argument("--limit", type=int, default=50)
+    h.add_argument("--order")
+    h.add_argument("--assignment")
+    h.add_argument("--json", action="store_true")
+
+    u = sub.add_parser("users", help="registered users and their roles")
+    usub = u.add_subparsers(dest="users_command", required=True)
+    ua = usub.add_parser("add")
+    ua.add_argument("name")
+    ua.add_argument("--role", required=True, choices=["dispatcher", "technician", "supervisor"])
+    ua.add_argument("--employee")
+    usub.add_parser("list")
+
+    db = sub.add_parser("db", help="schema migrations")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    dbsub.add_parser("upgrade")
+    dbsub.add_parser("current")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except CliError as exc:
+        print(f"dispatch: {exc}", file=sys.stderr)
+        return exc.code
+    except DispatchError as exc:
+        print(f"dispatch: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", exc)).splitlines()[0]
+        print(f"dispatch: database error: {first}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.load(args.db)
+    if args.command == "db":
+        if args.db_command == "upgrade":
+            upgrade(settings.db_url)
+        engine = open_database(settings.db_url, migrate=False)
+        print(f"{current_revision(engine) or '(empty)'} (head {head_revision(settings.db_url)})")
+        return EXIT_OK
+    engine = open_database(settings.db_url)
+    if args.command is None:
+        from app.tui.app import run_console
+
+        return run_console(engine, settings, user=args.user)
+    handler = {
+        "demo": cmd_demo, "apply": cmd_apply, "show": cmd_show, "list": cmd_list,
+        "check": cmd_check, "history": cmd_history, "users": cmd_users,
+    }[args.command]
+    return handler(engine, settings, args)
+
+
+def local_actor() -> c.Actor:
+    """Whoever runs the command line on this machine is the local dispatcher."""
+    try:
+        name = getpass.getuser()
+    except Exception:
+        name = "dispatcher"
+    return c.Actor(name, Role.DISPATCHER)
+
+
+def resolve_actor(engine: Engine, name: str | None) -> c.Actor:
+    if not name:
+        return local_actor()
+    if name == "calendar":
+        return c.Actor.calendar()
+    with read_connection(engine) as conn:
+        row = repo.user(conn, name)
+    if row is None:
+        raise CliError(f"unknown user {name!r}: add it with 'dispatch users add'")
+    return c.Actor(row["name"], Role(row["role"]), row["employee_code"])
+
+
+def cmd_demo(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    from app.sync import demo
+
+    if args.if_empty:
+        with read_connection(engine) as conn:
+            if repo.list_assignments(conn, limit=1) or repo.last_journal_id(conn):
+                print("demo: the database has data already; nothing loaded")
+                return EXIT_OK
+    start = None
+    if args.start:
+        try:
+            start = pendulum.parse(args.start, tz=demo.TZ)
+        except Exception:
+            raise CliError(f"--start {args.start!r} is not an ISO date", EXIT_UNREADABLE) from None
+    if args.orders < 0:
+        raise CliError("--orders must be 0 or more", EXIT_UNREADABLE)
+    n = demo.load(Coordinator(engine), n_orders=args.orders, seed=args.seed,
+                  start=start, actor=local_actor())  # type: ignore[arg-type]
+    with read_connection(engine) as conn:
+        count = len(repo.list_assignments(conn))
+    print(f"demo: {args.orders} orders, {n} commands, {count} assignments")
+    return EXIT_OK
+
+
+def _read_lines(source: str) -> list[tuple[int, str]]:
+    try:
+        stream: TextIO = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise CliError(f"cannot read {source}: {exc.strerror}", EXIT_UNREADABLE) from None
+    try:
+        text = stream.read()
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{source} is not UTF-8 text (byte {exc.start})", EXIT_UNREADABLE) from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    return [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _result(line: int, change: Change | None = None, error: DispatchError | None = None,
+            ) -> dict[str, Any]:
+    if change is not None:
+        return {"ok": True, "line": line, "summary": change.summary,
+                "assignments": change.assignments, "appointments": change.appointments,
+                "deleted_appointments": change.deleted_appointments}
+    assert error is not None
+    return {"ok": False, "line": line, "error": str(error), "field": error.field,
+            "kind": error.kind}
+
+
+def cmd_apply(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    actor = resolve_actor(engine, args.as_user)
+    lines = _read_lines(args.file)
+    coordinator = Coordinator(engine)
+    out = sys.stdout
+    if args.each:
+        code = EXIT_OK
+        for n, text in lines:
+            try:
+                change = coordinator.execute(parse_text(text, n), actor)
+                print(json.dumps(_result(n, change)), file=out)
+            except ParseError as exc:
+                print(json.dumps(_result(n, error=exc)), file=out)
+                print(f"dispatch: {exc}", file=sys.stderr)
+                code = max(code, EXIT_UNREADABLE)
+            except DispatchError as exc:
+                exc.message = f"line {n}: {exc.message}"
+                print(json.dumps(_result(n, error=exc)), file=out)
+                print(f"dispatch: {exc}", file=sys.stderr)
+                code = max(code, EXIT_REFUSED)
+        return code
+    commands: list[c.Command] = []
+    for n, text in lines:
+        try:
+            commands.append(parse_text(text, n))
+        except ParseError as exc:
+            _all_or_nothing_failed(lines, n, exc)
+            return EXIT_UNREADABLE
+    try:
+        changes = coordinator.execute_many(commands, actor)
+    except DispatchError as exc:
+        index = getattr(exc, "index", 0)
+        n = lines[index][0]
+        exc.message = f"line {n}: {exc.message}"
+        _all_or_nothing_failed(lines, n, exc)
+        return EXIT_REFUSED
+    for (n, _), change in zip(lines, changes, strict=True):
+        print(json.dumps(_result(n, change)))
+    return EXIT_OK
+
+
+def _all_or_nothing_failed(lines: list[tuple[int, str]], bad: int, exc: DispatchError) -> None:
+    for n, _ in lines:
+        if n == bad:
+            print(json.dumps(_result(n, error=exc)))
+        else:
+            print(json.dumps({"ok": False, "line": n, "error": f"not applied: line {bad} was"
+                              " refused and the file is one transaction", "kind": "rolled_back"}))
+    print(f"dispatch: {exc} (nothing was applied)", file=sys.stderr)
+
+
+def cmd_show(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    with read_connection(engine) as conn:
+        if args.what == "assignment":
+            try:
+                ref = c.AssignmentRef.parse(args.key)
+            except ValueError as exc:
+                raise CliError(str(exc), EXIT_UNREADABLE) from None
+            row = repo.find_assignment(conn, ref.order, ref.line, ref.assignment)
+            if row is None:
+                raise CliError(f"assignment {ref} does not exist")
+            data = repo.assignment_json(conn, row)
+        else:
+            if not args.key.isdigit():
+                raise CliError(f"appointment id {args.key!r} is not a number", EXIT_UNREADABLE)
+            data = repo.appointment_json(conn, int(args.key))
+            if data is None:
+                raise CliError(f"appointment {args.key} does not exist")
+    if args.json:
+        print(json.dumps(data, indent=2))
+    elif args.what == "assignment":
+        print(format_assignment(data, settings.tz))
+    else:
+        print(format_appointment(data, settings.tz))
+    return EXIT_OK
+
+
+def local(value: str | None, tz: str) -> str:
+    if not value:
+        return "-"
+    return pendulum.parse(value).in_tz(tz).format("ddd YYYY-MM-DD HH:mm Z")  # type: ignore[union-attr]
+
+
+def format_assignment(d: dict[str, Any], tz: str) -> str:
+    lines = [
+        f"Assignment {d['order']}/{d['line']}/{d['assignment']}  ({d['kind']}, order "
+        f"{d['order_status']})",
+        f"  activity   {d['activity']}",
+        f"  engineer   {d['engineer']} {d['engineer_name']}",
+        f"  planned    {local(d['planned_start'], tz)}  ->  {local(d['planned_end'], tz)}",
+        f"  status     {d['status']}   (version {d['version']})",
+    ]
+    if d["appointment"]:
+        lines += ["", format_appointment(d["appointment"], tz)]
+    else:
+        lines.append("  appointment  none (P1 was off when it was created)")
+    return "\n".join(lines)
+
+
+def format_appointment(d: dict[str, Any], tz: str) -> str:
+    o = d["origin"]
+    origin = f"{o['order']}/{o['line']}/{o['assignment']}" + ("" if o["mirrors"] else
+                                                               " (deleted; kept as history)")
+    lines = [
+        f"Appointment {d['id']}: {d['subject']}",
+        f"  location     {d['location']}",
+        f"  status       {d['status']}",
+        f"  start        {local(d['start'], tz)}",
+        f"  end          {local(d['end'], tz)}",
+        f"  due date     {local(d['due_date'], tz)}",
+        f"  show time as {d['show_time_as']}",
+        f"  partner      {d['business_partner']['code']} {d['business_partner']['name']}",
+        f"  organizer    {d['organizer']['code']} {d['organizer']['name']}",
+        f"  origin       {origin}",
+        "  information",
+        *("    " + x for x in d["information"].splitlines()),
+        "  participants",
+        *(f"    {p['type']:<9} {p['code']:<6} {p['name']:<24} {p['attendance']:<18} "
+          f"{p['email'] or '(no e-mail: not sent)'}" for p in d["participants"]),
+        "  references",
+        *(f"    {r['type']:<14} {r['sequence']:>3}  {r['note']}" for r in d["references"]),
+        "  related orders",
+        *(f"    {x['kind']} {x['order']}/{x['line']}/{x['assignment']}" for x in d["related_orders"]),
+    ]
+    return "\n".join(lines)
+
+
+def cmd_list(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    with read_connection(engine) as conn:
+        if args.what == "assignments":
+            rows = repo.list_assignments(conn, order=args.order, engineer=args.engineer,
+                                         limit=args.limit)
+            if args.json:
+                print(json.dumps([
+                    {"order": r["order"], "kind": r["kind"], "line": r["line"],
+                     "assignment": r["assignment"], "engineer": r["engineer"],
+                     "planned_start": repo.iso(r["planned_start"]),
+                     "planned_end": repo.iso(r["planned_end"]), "status": r["status"],
+                     "appointment": r["appointment_id"],
+                     "appointment_status": r["appointment_status"]} for r in rows], indent=2))
+                return EXIT_OK
+            print(f"{'ASSIGNMENT':<18} {'KIND':<24} {'ENGINEER':<6} {'START':<17} {'END':<17} "
+                  f"{'STATUS':<10} APPOINTMENT")
+            for r in rows:
+                print(f"{r['key']:<18} {r['kind']:<24} {r['engineer']:<6} "
+                      f"{_short(r['planned_start'], settings.tz):<17} "
+                      f"{_short(r['planned_end'], settings.tz):<17} {r['status']:<10} "
+                      f"{r['appointment_id'] or '-'} {r['appointment_status'] or ''}")
+            print(f"{len(rows)} assignments")
+        else:
+            rows = repo.list_appointments(conn, order=args.order, engineer=args.engineer,
+                                          limit=args.limit)
+            if args.json:
+                print(json.dumps([
+                    {"id": r["id"], "subject": r["subject"], "status": r["status"],
+                     "start": repo.iso(r["start"]), "end": repo.iso(r["end"]),
+                     "origin": {"order": r["origin_order"], "line": r["origin_line"],
+                                "assignment": r["origin_assignment"]},
+                     "mirrors": r["assignment_id"] is not None} for r in rows], indent=2))
+                return EXIT_OK
+            print(f"{'ID':>6} {'START':<17} {'END':<17} {'STATUS':<9} SUBJECT")
+            for r in rows:
+                print(f"{r['id']:>6} {_short(r['start'], settings.tz):<17} "
+                      f"{_short(r['end'], settings.tz):<17} {r['status']:<9} {r['subject']}")
+            print(f"{len(rows)} appointments")
+    return EXIT_OK
+
+
+def _short(value: Any, tz: str) -> str:
+    return pendulum.instance(value).in_tz(tz).format("YYYY-MM-DD HH:mm") if value else "-"
+
+
+def cmd_check(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    from app.sync.check import violations
+
+    count = 0
+    with read_connection(engine) as conn:
+        for v in violations(conn):
+            print(v)
+            count += 1
+    if count:
+        print(f"check: {count} violations", file=sys.stderr)
+        return EXIT_REFUSED
+    print("check: the database follows the rules")
+    return EXIT_OK
+
+
+def cmd_history(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    with read_connection(engine) as conn:
+        rows = repo.history(conn, limit=args.limit, order=args.order, assignment=args.assignment)
+    for r in rows:
+        if args.json:
+            print(json.dumps({**r, "at": repo.iso(r["at"])}))
+        else:
+            print(f"{r['id']:>7} {_short(r['at'], settings.tz)} {r['actor']:<12} {r['op']:<22} "
+                  f"{r['detail']}")
+    return EXIT_OK
+
+
+def cmd_users(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    if args.users_command == "add":
+        change = Coordinator(engine).execute(
+            c.AddUser(args.name, args.role, args.employee), local_actor())
+        print(change.summary)
+        return EXIT_OK
+    with read_connection(engine) as conn:
+        for u in repo.users(conn):
+            print(f"{u['name']:<20} {u['role']:<11} {u['employee_code'] or ''}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The repository layer: models, engine and queries. Never imports textual."""

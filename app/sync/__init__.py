@@ -1,0 +1,1 @@
+"""The sync coordinator: commands in, one transaction each, changes out. Never imports textual."""

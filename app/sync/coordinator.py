@@ -1,0 +1,1109 @@
+"""The sync coordinator: the one writer.
+
+Every command runs in one transaction: validate, change the service side, recompute the desired
+appointments of every assignment the change reaches, write only the difference, append to the
+journal. It returns a `Change` saying what was touched. Nothing else in the code base writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pendulum
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from app.db import models as m
+from app.db.engine import write_transaction
+from app.db.models import AssignmentStatus, OrderKind, OrderStatus, Role
+from app.sync import commands as c
+from app.sync import state
+from app.sync.errors import Busy, Conflict, DispatchError, Invalid, NotFound, Refused
+from app.sync.mirror import MIRRORED_FIELDS
+from app.sync.state import ALL_SCOPES, AP, ACT, OC, O, A, E, BP, C, L, P, R, chunks
+
+PARAMS = m.Parameters.__table__
+PE = m.PlannedEngineer.__table__
+J = m.JournalEntry.__table__
+U = m.User.__table__
+
+FINAL_ORDER = {OrderStatus.COMPLETED, OrderStatus.COSTED, OrderStatus.CLOSED}
+"""R14: deleting an assignment of such an order keeps its appointment as history."""
+FROZEN_ORDER = FINAL_ORDER | {OrderStatus.CANCELED}
+"""Orders whose planning can no longer change."""
+
+ORDER_FLOW = [OrderStatus.FREE, OrderStatus.PLANNED, OrderStatus.RELEASED,
+              OrderStatus.COMPLETED, OrderStatus.COSTED, OrderStatus.CLOSED]
+
+ASSIGNMENT_FLOW: dict[str, set[str]] = {
+    "Assigned": {"Accepted", "Started", "Completed", "Rejected"},
+    "Accepted": {"Started", "Completed", "Rejected"},
+    "Started": {"Completed"},
+    "Completed": {"Started"},  # reopen: dispatchers only
+    "Rejected": {"Assigned"},  # re-plan: dispatchers only
+}
+DISPATCHER_ONLY_STEPS = {("Completed", "Started"), ("Rejected", "Assigned")}
+TECHNICIAN_STATUSES = {"Accepted", "Started", "Completed", "Rejected"}
+
+MAX_LEN = {
+    "code": 20, "name": 80, "partner_name": 120, "email": 120, "phone": 40, "order": 30,
+    "address": 200, "description": 200, "subject": 300, "location": 200, "information": 4000,
+    "user": 60,
+}
+MIN_YEAR, MAX_YEAR = 1970, 2200
+RETRIES = 5
+
+
+@dataclass
+class Change:
+    """What one command changed."""
+
+    op: str
+    summary: str
+    assignments: list[str] = field(default_factory=list)
+    appointments: list[int] = field(default_factory=list)
+    deleted_appointments: list[int] = field(default_factory=list)
+    appointments_touched: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "summary": self.summary,
+            "assignments": self.assignments,
+            "appointments": self.appointments,
+            "deleted_appointments": self.deleted_appointments,
+        }
+
+
+@dataclass
+class _Tx:
+    conn: Connection
+    actor: c.Actor
+    now: pendulum.DateTime
+    op: str = ""
+    journal: list[dict[str, Any]] = field(default_factory=list)
+    assignments: dict[str, None] = field(default_factory=dict)
+    appointments: dict[int, None] = field(default_factory=dict)
+    deleted: dict[int, None] = field(default_factory=dict)
+    params: dict[str, Any] | None = None
+
+    def log(self, detail: str, *, order: str | None = None, assignment: str | None = None,
+            appointment: int | None = None) -> None:
+        self.journal.append({
+            "at": self.now, "actor": self.actor.name[:60], "op": self.op,
+            "order_number": order, "assignment": assignment, "appointment_id": appointment,
+            "detail": detail,
+        })
+        if assignment:
+            self.assignments.setdefault(assignment, None)
+        if appointment is not None:
+            self.appointments.setdefault(appointment, None)
+
+
+AppointmentHook = Callable[[Connection, Collection[int], Collection[int]], None]
+
+
+class Coordinator:
+    """Runs commands. `clock` is injectable so tests and demo data are deterministic."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], pendulum.DateTime] | None = None):
+        self.engine = engine
+        self.clock = clock or (lambda: pendulum.now("UTC"))
+        self.appointment_hooks: list[AppointmentHook] = []
+        self._handlers: dict[type, Callable[[_Tx, Any], str]] = {
+            c.UpsertEmployee: self._upsert_employee,
+            c.UpsertPartner: self._upsert_partner,
+            c.UpsertContact: self._upsert_contact,
+            c.SetParameters: self._set_parameters,
+            c.CreateOrder: self._create_order,
+            c.UpdateOrder: self._update_order,
+            c.SetOrderStatus: self._set_order_status,
+            c.AddActivity: self._add_activity,
+            c.UpdateActivity: self._update_activity,
+            c.GenerateAssignments: self._generate,
+            c.CreateAssignment: self._create_assignment,
+            c.MoveAssignment: self._move,
+            c.Reassign: self._reassign,
+            c.SetAssignmentStatus: self._set_status,
+            c.DeleteAssignment: self._delete,
+            c.EditAppointment: self._edit_appointment,
+            c.CalendarMove: self._calendar_move,
+            c.AddUser: self._add_user,
+        }
+
+    # ---- running -------------------------------------------------------------------------
+
+    def execute(self, command: c.Command, actor: c.Actor) -> Change:
+        return self.execute_many([command], actor)[0]
+
+    def execute_many(self, commands: Sequence[c.Command], actor: c.Actor) -> list[Change]:
+        """All commands in one transaction: all are kept, or none.
+
+        A refused command raises its error with `.index` set to its position.
+        """
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._run(commands, actor)
+            except (OperationalError, DBAPIError) as exc:
+                if not _is_transient(exc) or attempt == RETRIES:
+                    if _is_transient(exc):
+                        raise Busy(
+                            "the database stayed busy with other writers; nothing was changed,"
+                            " try again"
+                        ) from exc
+                    raise
+                time.sleep(0.05 * (2**attempt))
+        raise AssertionError("unreachable")
+
+    def _run(self, commands: Sequence[c.Command], actor: c.Actor) -> list[Change]:
+        out: list[Change] = []
+        with write_transaction(self.engine) as conn:
+            for index, command in enumerate(commands):
+                tx = _Tx(conn=conn, actor=actor, now=self.clock(), op=command.op)
+                try:
+                    out.append(self._one(tx, command))
+                except DispatchError as exc:
+                    exc.index = index  # type: ignore[attr-defined]
+                    raise
+                except IntegrityError as exc:
+                    err = Invalid(f"refused by the database: {_short(exc)}")
+                    err.index = index  # type: ignore[attr-defined]
+                    raise err from exc
+        return out
+
+    def _one(self, tx: _Tx, command: c.Command) -> Change:
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise Invalid(f"unknown command {type(command).__name__}")
+        _authorize(tx, command)
+        summary = handler(tx, command)
+        if tx.journal:
+            tx.conn.execute(insert(J), tx.journal)
+        return Change(
+            op=command.op,
+            summary=summary,
+            assignments=list(tx.assignments),
+            appointments=[i for i in tx.appointments if i not in tx.deleted],
+            deleted_appointments=list(tx.deleted),
+            appointments_touched=len(tx.appointments),
+        )
+
+    # ---- lookups --------------------------------------------------------------------------
+
+    def _params(self, tx: _Tx, *, lock: bool = False) -> dict[str, Any]:
+        if tx.params is None or lock:
+            stmt = select(PARAMS).where(PARAMS.c.id == 1)
+            if lock:
+                stmt = stmt.with_for_update()
+            row = tx.conn.execute(stmt).mappings().one()
+            tx.params = dict(row)
+        return tx.params
+
+    def _order(self, tx: _Tx, number: str, *, field_name: str = "order") -> dict[str, Any]:
+        row = tx.conn.execute(
+            select(O).where(O.c.number == number).with_for_update()
+        ).mappings().first()
+        if row is None:
+            raise NotFound(f"order {number!r} does not exist", field=field_name)
+        return dict(row)
+
+    def _activity(self, tx: _Tx, order: dict[str, Any], line: int) -> dict[str, Any]:
+        row = tx.conn.execute(
+            select(ACT).where(ACT.c.order_id == order["id"], ACT.c.line == line)
+        ).mappings().first()
+        if row is None:
+            raise NotFound(f"order {order['number']} has no activity line {line}", field="line")
+        return dict(row)
+
+    def _assignment(self, tx: _Tx, cmd: Any) -> tuple[dict, dict, dict]:
+        order = self._order(tx, cmd.order)
+        activity = self._activity(tx, order, cmd.line)
+        row = tx.conn.execute(
+            select(A).where(A.c.activity_id == activity["id"], A.c.number == cmd.assignment)
+        ).mappings().first()
+        if row is None:
+            raise NotFound(
+                f"assignment {cmd.order}/{cmd.line}/{cmd.assignment} does not exist",
+                field="assignment",
+            )
+        return order, activity, dict(row)
+
+    def _employee(self, tx: _Tx, code: str, *, field_name: str, engineer: bool = False
+                  ) -> dict[str, Any]:
+        row = tx.conn.execute(select(E).where(E.c.code == code)).mappings().first()
+        if row is None:
+            raise NotFound(f"employee {code!r} does not exist", field=field_name)
+        if engineer and not row["is_engineer"]:
+            raise Refused(f"employee {code} ({row['name']}) is not an engineer", field=field_name)
+        return dict(row)
+
+    def _partner(self, tx: _Tx, code: str, *, field_name: str) -> dict[str, Any]:
+        row = tx.conn.execute(select(BP).where(BP.c.code == code)).mappings().first()
+        if row is None:
+            raise NotFound(f"business partner {code!r} does not exist", field=field_name)
+        return dict(row)
+
+    def _contact(self, tx: _Tx, code: str, partner: str) -> dict[str, Any]:
+        row = tx.conn.execute(select(C).where(C.c.code == code)).mappings().first()
+        if row is None:
+            raise NotFound(f"contact {code!r} does not exist", field="contact")
+        if row["partner_code"] != partner:
+            raise Refused(
+                f"contact {code} belongs to {row['partner_code']}, not to the sold-to {partner}",
+                field="contact",
+            )
+        return dict(row)
+
+    # ---- the mirror -----------------------------------------------------------------------
+
+    def _resync(
+        self,
+        tx: _Tx,
+        assignment_ids: Iterable[int],
+        *,
+        create: Collection[int] = (),
+        scope: frozenset[str] = ALL_SCOPES,
+    ) -> int:
+        """Bring the appointments of these assignments to their desired state; returns how many
+        appointments were written. `create` may get new appointments (R1)."""
+        ids = list(dict.fromkeys([*assignment_ids, *create]))
+        if create:
+            scope = ALL_SCOPES
+        params = self._params(tx) if create else None
+        written = 0
+        for part in chunks(ids):
+            batch = state.load_batch(tx.conn, part, create=create, params=params, scope=scope)
+            written += self._write_batch(tx, batch, scope)
+        return written
+
+    def _write_batch(self, tx: _Tx, batch: state.Batch, scope: frozenset[str]) -> int:
+        conn = tx.conn
+        new_rows: list[dict[str, Any]] = []
+        new_items: list[state.Item] = []
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        replace_parts: dict[int, Any] = {}
+        replace_refs: dict[int, Any] = {}
+        replace_link: dict[int, Any] = {}
+        details: dict[int, list[str]] = {}
+        for item in batch.items:
+            want = item.desired
+            if want is None:
+                continue
+            if item.stored is None:
+                new_rows.append({**want.fields, "version": 1})
+                new_items.append(item)
+                continue
+            have = item.stored
+            ap_id = have.fields["id"]
+            changed: list[str] = []
+            if "fields" in scope:
+                diff = {k: v for k, v in want.fields.items() if have.fields.get(k) != v}
+                if diff:
+                    updates[tuple(sorted(diff))].append({"_id": ap_id, **diff})
+                    changed += [k for k in sorted(diff) if k not in ("mirrored_start",
+                                                                     "mirrored_end")]
+            if "participants" in scope and have.participants != want.participants:
+                replace_parts[ap_id] = want.participants
+                changed.append("participants")
+            if "references" in scope and have.references != want.references:
+                replace_refs[ap_id] = want.references
+                changed.append("references")
+            if "link" in scope and have.link != want.link:
+                replace_link[ap_id] = want.link
+                changed.append("related order")
+            if changed:
+                details[ap_id] = changed
+                tx.log(f"appointment {ap_id}: {', '.join(changed)} updated",
+                       order=item.order_number, assignment=item.key, appointment=ap_id)
+
+        created: list[int] = []
+        if new_rows:
+            result = conn.execute(
+                insert(AP).returning(AP.c.id, AP.c.assignment_id, sort_by_parameter_order=True),
+                new_rows,
+            )
+            by_assignment = {aid: ap_id for ap_id, aid in result}
+            for item in new_items:
+                ap_id = by_assignment[item.assignment_id]
+                created.append(ap_id)
+                assert item.desired is not None
+                replace_parts[ap_id] = item.desired.participants
+                replace_refs[ap_id] = item.desired.references
+                replace_link[ap_id] = item.desired.link
+                tx.log(f"appointment {ap_id} created", order=item.order_number,
+                       assignment=item.key, appointment=ap_id)
+
+        touched_only_parts = (set(replace_parts) | set(replace_refs) | set(replace_link)) - set(
+            created
+        )
+        for keys, rows in updates.items():
+            stmt = (
+                update(AP)
+                .where(AP.c.id == bindparam("_id"))
+                .values({**{k: bindparam(k) for k in keys}, "version": AP.c.version + 1})
+            )
+            conn.execute(stmt, rows)
+            for r in rows:
+                touched_only_parts.discard(r["_id"])
+        if touched_only_parts:
+            for part in chunks(sorted(touched_only_parts)):
+                conn.execute(
+                    update(AP).where(AP.c.id.in_(part)).values(version=AP.c.version + 1)
+                )
+        self._replace(conn, P, replace_parts, lambda ap, r: {
+            "appointment_id": ap, "seq": r.seq, "type": r.type, "code": r.code, "name": r.name,
+            "attendance": r.attendance, "email": r.email})
+        self._replace(conn, R, replace_refs, lambda ap, r: {
+            "appointment_id": ap, "sequence": r.sequence, "type": r.type, "note": r.note})
+        self._replace(conn, L, {k: (v,) for k, v in replace_link.items()}, lambda ap, r: {
+            "appointment_id": ap, "assignment_id": r.assignment_id, "order_kind": r.order_kind,
+            "order_number": r.order_number, "line": r.line,
+            "assignment_number": r.assignment_number})
+        changed_ids = created + list(details)
+        if changed_ids:
+            self._notify_hooks(tx, changed_ids, ())
+        return len(changed_ids)
+
+    @staticmethod
+    def _replace(conn: Connection, table: Any, rows_by_ap: dict[int, Any],
+                 to_row: Callable[[int, Any], dict[str, Any]]) -> None:
+        if not rows_by_ap:
+            return
+        for part in chunks(sorted(rows_by_ap)):
+            conn.execute(delete(table).where(table.c.appointment_id.in_(part)))
+        rows = [to_row(ap, r) for ap, items in rows_by_ap.items() for r in items]
+        if rows:
+            conn.execute(insert(table), rows)
+
+    def _notify_hooks(self, tx: _Tx, changed: Collection[int], deleted: Collection[int]) -> None:
+        for hook in self.appointment_hooks:
+            hook(tx.conn, changed, deleted)
+
+    def _activity_assignments(self, tx: _Tx, activity_id: int) -> list[int]:
+        return list(tx.conn.scalars(select(A.c.id).where(A.c.activity_id == activity_id)))
+
+    def _order_assignments(self, tx: _Tx, order_id: int) -> list[int]:
+        return list(tx.conn.scalars(select(A.c.id).where(A.c.order_id == order_id)))
+
+    # ---- master data ----------------------------------------------------------------------
+
+    def _upsert_employee(self, tx: _Tx, cmd: c.UpsertEmployee) -> str:
+        code = _text(cmd.code, "code")
+        name = _text(cmd.name, "name")
+        email = _email(cmd.email)
+        row = tx.conn.execute(select(E).where(E.c.code == code)).mappings().first()
+        values = {"name": name, "email": email, "is_engineer": bool(cmd.engineer)}
+        if row is None:
+            tx.conn.execute(insert(E).values(code=code, **values))
+            tx.log(f"employee {code} created")
+            return f"Created employee {code} {name}"
+        if {k: row[k] for k in values} == values:
+            return f"Employee {code} unchanged"
+        params = self._params(tx)
+        if params["organizer_code"] == code and params["create_crm_appointments"] and not email:
+            raise Refused(f"employee {code} is the appointment organizer (P2) and needs an e-mail",
+                          field="email")
+        if row["is_engineer"] and not values["is_engineer"] and tx.conn.scalar(
+            select(func.count()).select_from(A).where(A.c.employee_code == code)
+        ):
+            raise Refused(f"employee {code} has assignments and must stay an engineer",
+                          field="engineer")
+        tx.conn.execute(update(E).where(E.c.code == code).values(**values))
+        tx.log(f"employee {code} updated")
+        n = 0
+        if (row["name"], row["email"]) != (name, email):
+            affected = select(A.c.id).where(
+                A.c.activity_id.in_(select(A.c.activity_id).where(A.c.employee_code == code))
+            ).union(
+                select(AP.c.assignment_id).where(
+                    AP.c.organizer_code == code, AP.c.assignment_id.is_not(None)
+                )
+            )
+            ids = list(tx.conn.scalars(affected))
+            n = self._resync(tx, ids, scope=frozenset({"participants"}))
+        return f"Updated employee {code}; {_n(n)} updated"
+
+    def _upsert_partner(self, tx: _Tx, cmd: c.UpsertPartner) -> str:
+        code = _text(cmd.code, "code")
+        name = _text(cmd.name, "name", MAX_LEN["partner_name"])
+        row = tx.conn.execute(select(BP).where(BP.c.code == code)).mappings().first()
+        if row is None:
+            tx.conn.execute(insert(BP).values(code=code, name=name))
+            tx.log(f"business partner {code} created")
+            return f"Created business partner {code} {name}"
+        if row["name"] == name:
+            return f"Business partner {code} unchanged"
+        tx.conn.execute(update(BP).where(BP.c.code == code).values(name=name))
+        tx.log(f"business partner {code} renamed")
+        ids = list(tx.conn.scalars(select(A.c.id).join(O, O.c.id == A.c.order_id).where(
+            (O.c.sold_to == code) | (O.c.ship_to == code))))
+        n = self._resync(tx, ids, scope=frozenset({"fields"}))
+        return f"Updated business partner {code}; {_n(n)} updated"
+
+    def _upsert_contact(self, tx: _Tx, cmd: c.UpsertContact) -> str:
+        code = _text(cmd.code, "code")
+        name = _text(cmd.name, "name")
+        self._partner(tx, _text(cmd.partner, "partner"), field_name="partner")
+        values = {"partner_code": cmd.partner, "name": name, "email": _email(cmd.email),
+                  "phone": _opt_text(cmd.phone, "phone")}
+        row = tx.conn.execute(select(C).where(C.c.code == code)).mappings().first()
+        if row is None:
+            tx.conn.execute(insert(C).values(code=code, **values))
+            tx.log(f"contact {code} created")
+            return f"Created contact {code} {name}"
+        if row["partner_code"] != cmd.partner and tx.conn.scalar(
+            select(func.count()).select_from(O).where(O.c.contact == code)
+        ):
+            raise Refused(f"contact {code} is used on orders of {row['partner_code']} and cannot"
+                          f" move to {cmd.partner}", field="partner")
+        if {k: row[k] for k in values} == values:
+            return f"Contact {code} unchanged"
+        tx.conn.execute(update(C).where(C.c.code == code).values(**values))
+        tx.log(f"contact {code} updated")
+        ids = list(tx.conn.scalars(select(A.c.id).join(O, O.c.id == A.c.order_id).where(
+            O.c.contact == code)))
+        n = self._resync(tx, ids, scope=frozenset({"fields", "participants"}))
+        return f"Updated contact {code}; {_n(n)} updated"
+
+    def _add_user(self, tx: _Tx, cmd: c.AddUser) -> str:
+        name = _text(cmd.name, "name", MAX_LEN["user"])
+        try:
+            role = Role(cmd.role)
+        except ValueError:
+            raise Invalid(f"role {cmd.role!r} is not one of dispatcher, technician, supervisor",
+                          field="role") from None
+        if role == Role.CALENDAR:
+            raise Invalid("the calendar is not a user role", field="role")
+        if role == Role.TECHNICIAN and not cmd.employee:
+            raise Invalid("a technician needs --employee CODE (whose assignments are theirs)",
+                          field="employee")
+        if cmd.employee:
+            self._employee(tx, cmd.employee, field_name="employee")
+        row = tx.conn.execute(select(U).where(U.c.name == name)).first()
+        values = {"role": role.value, "employee_code": cmd.employee}
+        if row is None:
+            tx.conn.execute(insert(U).values(name=name, **values))
+        else:
+            tx.conn.execute(update(U).where(U.c.name == name).values(**values))
+        tx.log(f"user {name} is {role.value}")
+        return f"User {name} is a {role.value}" + (f" ({cmd.employee})" if cmd.employee else "")
+
+    def _set_parameters(self, tx: _Tx, cmd: c.SetParameters) -> str:
+        cur = self._params(tx, lock=True)
+        _check_version("the parameters", cmd.version, cur["version"], cur)
+        new = dict(cur)
+        if cmd.create_crm_appointments is not None:
+            new["create_crm_appointments"] = bool(cmd.create_crm_appointments)
+        if cmd.organizer is not None:
+            new["organizer_code"] = cmd.organizer or None
+        if cmd.include_sold_to_contact is not None:
+            new["include_sold_to_contact"] = bool(cmd.include_sold_to_contact)
+        if cmd.update_assignments_from_appointment_dates is not None:
+            new["update_assignments_from_appointment_dates"] = bool(
+                cmd.update_assignments_from_appointment_dates)
+        if new["organizer_code"]:
+            org = self._employee(tx, new["organizer_code"], field_name="organizer")
+            if not org["email"]:
+                raise Refused(f"P2: the organizer {org['code']} ({org['name']}) has no e-mail;"
+                              " an organizer must have one", field="organizer")
+        if new["create_crm_appointments"] and not new["organizer_code"]:
+            raise Refused("P2: an organizer is required while P1 (create CRM appointments) is on",
+                          field="organizer")
+        if new["update_assignments_from_appointment_dates"] and not new["create_crm_appointments"]:
+            raise Refused("P4 (update assignments with appointment dates) needs P1 on",
+                          field="update_assignments_from_appointment_dates")
+        keys = ["create_crm_appointments", "organizer_code", "include_sold_to_contact",
+                "update_assignments_from_appointment_dates"]
+        diff = {k: new[k] for k in keys if new[k] != cur[k]}
+        if not diff:
+            return "Parameters unchanged"
+        tx.conn.execute(update(PARAMS).where(PARAMS.c.id == 1).values(
+            **diff, version=cur["version"] + 1))
+        tx.params = None
+        text = ", ".join(f"{_PARAM_LABEL[k]}={v}" for k, v in diff.items())
+        tx.log(f"parameters: {text}")
+        return f"Parameters set: {text}"
+
+    # ---- orders and activities ------------------------------------------------------------
+
+    def _create_order(self, tx: _Tx, cmd: c.CreateOrder) -> str:
+        number = _text(cmd.order, "order", MAX_LEN["order"])
+        try:
+            kind = OrderKind(cmd.kind)
+        except ValueError:
+            raise Invalid(f"kind {cmd.kind!r} is not one of "
+                          + ", ".join(k.value for k in OrderKind), field="kind") from None
+        status = _order_status(cmd.status)
+        if status in FROZEN_ORDER:
+            raise Refused(f"a new order cannot start {status.value}", field="status")
+        self._partner(tx, _text(cmd.sold_to, "sold_to"), field_name="sold_to")
+        self._partner(tx, _text(cmd.ship_to, "ship_to"), field_name="ship_to")
+        if cmd.contact:
+            self._contact(tx, cmd.contact, cmd.sold_to)
+        start, end = _dates(cmd.planned_start, cmd.planned_end)
+        if tx.conn.scalar(select(O.c.id).where(O.c.number == number)) is not None:
+            raise Refused(f"order {number} exists already", field="order")
+        lines = [a.line for a in cmd.activities]
+        if len(set(lines)) != len(lines):
+            raise Invalid("activity lines must be unique within the order", field="activities")
+        order_id = tx.conn.execute(insert(O).values(
+            number=number, kind=kind.value, sold_to=cmd.sold_to, ship_to=cmd.ship_to,
+            contact=cmd.contact or None, address=_text(cmd.address, "address"),
+            status=status.value, planned_start=start, planned_end=end, version=1,
+        ).returning(O.c.id)).scalar_one()
+        tx.log(f"order {number} created ({kind.label})", order=number)
+        for i, spec in enumerate(cmd.activities):
+            self._insert_activity(tx, order_id, number, spec, where=f"activities[{i}].")
+        return f"Created {kind.label.lower()} {number} with {len(cmd.activities)} activities"
+
+    def _insert_activity(self, tx: _Tx, order_id: int, number: str, spec: c.ActivitySpec,
+                         where: str = "") -> int:
+        line = _int(spec.line, where + "line")
+        start, end = _dates(spec.planned_start, spec.planned_end, where)
+        engineers = list(dict.fromkeys(spec.engineers))
+        for code in engineers:
+            self._employee(tx, code, field_name=where + "engineers", engineer=True)
+        activity_id = tx.conn.execute(insert(ACT).values(
+            order_id=order_id, line=line, description=_text(spec.description,
+                                                            where + "description"),
+            planned_start=start, planned_end=end, version=1,
+        ).returning(ACT.c.id)).scalar_one()
+        if engineers:
+            tx.conn.execute(insert(PE), [{"activity_id": activity_id, "employee_code": e}
+                                         for e in engineers])
+        tx.log(f"activity {line} added", order=number)
+        return activity_id
+
+    def _update_order(self, tx: _Tx, cmd: c.UpdateOrder) -> str:
+        order = self._order(tx, cmd.order)
+        _check_version(f"order {order['number']}", cmd.version, order["version"], order)
+        _not_frozen(order)
+        new = dict(order)
+        if cmd.sold_to is not None:
+            new["sold_to"] = self._partner(tx, cmd.sold_to, field_name="sold_to")["code"]
+        if cmd.ship_to is not None:
+            new["ship_to"] = self._partner(tx, cmd.ship_to, field_name="ship_to")["code"]
+        if cmd.contact is not None:
+            new["contact"] = cmd.contact or None
+        if cmd.address is not None:
+            new["address"] = _text(cmd.address, "address")
+        if new["contact"] and (cmd.contact is not None or cmd.sold_to is not None):
+            self._contact(tx, new["contact"], new["sold_to"])
+        if cmd.planned_start is not None or cmd.planned_end is not None:
+            new["planned_start"], new["planned_end"] = _dates(
+                cmd.planned_start or order["planned_start"], cmd.planned_end or order["planned_end"])
+        keys = ["sold_to", "ship_to", "contact", "address", "planned_start", "planned_end"]
+        diff = {k: new[k] for k in keys if new[k] != order[k]}
+        if not diff:
+            return f"Order {order['number']} unchanged"
+        tx.conn.execute(update(O).where(O.c.id == order["id"]).values(
+            **diff, version=order["version"] + 1))
+        note = "; ".join(_describe(k, order[k], v) for k, v in diff.items())
+        tx.conn.execute(insert(OC).values(order_id=order["id"], activity_id=None, at=tx.now,
+                                          text=note[:300]))
+        tx.log(f"order {order['number']}: {note}", order=order["number"])
+        scope = frozenset({"fields", "participants"} if {"contact", "sold_to"} & set(diff)
+                          else {"fields"})
+        n = self._resync(tx, self._order_assignments(tx, order["id"]), scope=scope)
+        return f"Updated order {order['number']} ({', '.join(diff)}); {_n(n)} updated"
+
+    def _set_order_status(self, tx: _Tx, cmd: c.SetOrderStatus) -> str:
+        order = self._order(tx, cmd.order)
+        _check_version(f"order {order['number']}", cmd.version, order["version"], order)
+        old = OrderStatus(order["status"])
+        new = _order_status(cmd.status)
+        if new == old:
+            return f"Order {order['number']} is {new.value} already"
+        if not _order_step_allowed(old, new):
+            raise Refused(f"order {order['number']} cannot go from {old.value} to {new.value}",
+                          field="status")
+        tx.conn.execute(update(O).where(O.c.id == order["id"]).values(
+            status=new.value, version=order["version"] + 1))
+        tx.log(f"order {order['number']}: status {old.value} -> {new.value}",
+               order=order["number"])
+        return f"Order {order['number']} is now {new.value}"
+
+    def _add_activity(self, tx: _Tx, cmd: c.AddActivity) -> str:
+        order = self._order(tx, cmd.order)
+        _not_frozen(order)
+        if tx.conn.scalar(select(ACT.c.id).where(ACT.c.order_id == order["id"],
+                                                 ACT.c.line == cmd.line)) is not None:
+            raise Refused(f"order {order['number']} has an activity line {cmd.line} already",
+                          field="line")
+        spec = c.ActivitySpec(cmd.line, cmd.description, cmd.planned_start, cmd.planned_end,
+                              tuple(cmd.engineers))
+        self._insert_activity(tx, order["id"], order["number"], spec)
+        return f"Added activity {cmd.line} to order {order['number']}"
+
+    def _update_activity(self, tx: _Tx, cmd: c.UpdateActivity) -> str:
+        order = self._order(tx, cmd.order)
+        _not_frozen(order)
+        act = self._activity(tx, order, cmd.line)
+        _check_version(f"activity {order['number']}/{cmd.line}", cmd.version, act["version"], act)
+        new = dict(act)
+        if cmd.description is not None:
+            new["description"] = _text(cmd.description, "description")
+        if cmd.planned_start is not None or cmd.planned_end is not None:
+            new["planned_start"], new["planned_end"] = _dates(
+                cmd.planned_start or act["planned_start"], cmd.planned_end or act["planned_end"])
+        diff = {k: new[k] for k in ("description", "planned_start", "planned_end")
+                if new[k] != act[k]}
+        engineers_changed = False
+        if cmd.engineers is not None:
+            wanted = list(dict.fromkeys(cmd.engineers))
+            for code in wanted:
+                self._employee(tx, code, field_name="engineers", engineer=True)
+            have = list(tx.conn.scalars(select(PE.c.employee_code).where(
+                PE.c.activity_id == act["id"])))
+            if set(have) != set(wanted):
+                engineers_changed = True
+                tx.conn.execute(delete(PE).where(PE.c.activity_id == act["id"]))
+                if wanted:
+                    tx.conn.execute(insert(PE), [{"activity_id": act["id"], "employee_code": e}
+                                                 for e in wanted])
+        if not diff and not engineers_changed:
+            return f"Activity {order['number']}/{cmd.line} unchanged"
+        tx.conn.execute(update(ACT).where(ACT.c.id == act["id"]).values(
+            **diff, version=act["version"] + 1))
+        parts = [_describe(k, act[k], v) for k, v in diff.items()]
+        if engineers_changed:
+            parts.append("planned engineers " + (", ".join(cmd.engineers or ()) or "none"))
+        note = f"activity {cmd.line}: " + "; ".join(parts)
+        tx.conn.execute(insert(OC).values(order_id=order["id"], activity_id=act["id"],
+                                          at=tx.now, text=note[:300]))
+        tx.log(note, order=order["number"])
+        n = self._resync(tx, self._activity_assignments(tx, act["id"]),
+                         scope=frozenset({"fields"}))
+        return f"Updated activity {order['number']}/{cmd.line}; {_n(n)} updated"
+
+    # ---- assignments ----------------------------------------------------------------------
+
+    def _next_number(self, tx: _Tx, activity_id: int) -> int:
+        top = tx.conn.scalar(select(func.max(A.c.number)).where(A.c.activity_id == activity_id))
+        return int(top or 0) + 1
+
+    def _generate(self, tx: _Tx, cmd: c.GenerateAssignments) -> str:
+        order = self._order(tx, cmd.order)
+        _not_frozen(order)
+        acts = tx.conn.execute(select(ACT).where(ACT.c.order_id == order["id"])
+                               .order_by(ACT.c.line)).mappings().all()
+        act_ids = [a["id"] for a in acts]
+        planned: dict[int, list[str]] = defaultdict(list)
+        for act_id, code in tx.conn.execute(
+            select(PE.c.activity_id, PE.c.employee_code)
+            .where(PE.c.activity_id.in_(act_ids)).order_by(PE.c.employee_code)
+        ):
+            planned[act_id].append(code)
+        existing: dict[int, set[str]] = defaultdict(set)
+        top: dict[int, int] = defaultdict(int)
+        for act_id, code, number in tx.conn.execute(
+            select(A.c.activity_id, A.c.employee_code, A.c.number)
+            .where(A.c.activity_id.in_(act_ids))
+        ):
+            existing[act_id].add(code)
+            top[act_id] = max(top[act_id], number)
+        rows: list[dict[str, Any]] = []
+        keys: list[str] = []
+        for act in acts:
+            for code in planned[act["id"]]:
+                if code in existing[act["id"]]:
+                    continue
+                top[act["id"]] += 1
+                rows.append({
+                    "order_id": order["id"], "activity_id": act["id"], "number": top[act["id"]],
+                    "employee_code": code, "planned_start": act["planned_start"],
+                    "planned_end": act["planned_end"], "status": AssignmentStatus.ASSIGNED.value,
+                    "version": 1,
+                })
+                keys.append(f"{order['number']}/{act['line']}/{top[act['id']]}")
+        if not rows:
+            return f"Order {order['number']}: every planned engineer has an assignment already"
+        new_ids = list(tx.conn.scalars(
+            insert(A).returning(A.c.id, sort_by_parameter_order=True), rows))
+        for key in keys:
+            tx.log(f"assignment {key} generated", order=order["number"], assignment=key)
+        # R4: existing assignments of these activities gain co-engineers.
+        siblings = [i for a in act_ids for i in self._activity_assignments(tx, a)
+                    if i not in set(new_ids)] if existing else []
+        n = self._resync(tx, siblings, create=new_ids)
+        return (f"Generated {len(rows)} assignments for order {order['number']};"
+                f" {_n(n)} created or updated")
+
+    def _create_assignment(self, tx: _Tx, cmd: c.CreateAssignment) -> str:
+        order = self._order(tx, cmd.order)
+        _not_frozen(order)
+        act = self._activity(tx, order, cmd.line)
+        self._employee(tx, cmd.engineer, field_name="engineer", engineer=True)
+        start, end = _dates(cmd.planned_start or act["planned_start"],
+                            cmd.planned_end or act["planned_end"])
+        number = self._next_number(tx, act["id"])
+        new_id = tx.conn.execute(insert(A).values(
+            order_id=order["id"], activity_id=act["id"], number=number,
+            employee_code=cmd.engineer, planned_start=start, planned_end=end,
+            status=AssignmentStatus.ASSIGNED.value, version=1,
+        ).returning(A.c.id)).scalar_one()
+        key = f"{order['number']}/{cmd.line}/{number}"
+        tx.log(f"assignment {key} created for {cmd.engineer}", order=order["number"],
+               assignment=key)
+        siblings = [i for i in self._activity_assignments(tx, act["id"]) if i != new_id]
+        n = self._resync(tx, siblings, create=[new_id])
+        return f"Created assignment {key} for {cmd.engineer}; {_n(n)} created or updated"
+
+    def _move(self, tx: _Tx, cmd: c.MoveAssignment) -> str:
+        order, act, row = self._assignment(tx, cmd)
+        key = _key(cmd)
+        _check_version(f"assignment {key}", cmd.version, row["version"], row)
+        _not_frozen(order)
+        _not_closed_assignment(row, key)
+        start, end = _dates(cmd.planned_start, cmd.planned_end)
+        if (start, end) == (row["planned_start"], row["planned_end"]):
+            return f"Assignment {key} is planned so already"
+        tx.conn.execute(update(A).where(A.c.id == row["id"]).values(
+            planned_start=start, planned_end=end, version=row["version"] + 1))
+        tx.log(f"assignment {key} moved to {start.isoformat()} - {end.isoformat()}",
+               order=order["number"], assignment=key)
+        n = self._resync(tx, [row["id"]], scope=frozenset({"fields"}))
+        return f"Moved {key}; {_n(n)} updated"
+
+    def _reassign(self, tx: _Tx, cmd: c.Reassign) -> str:
+        order, act, row = self._assignment(tx, cmd)
+        key = _key(cmd)
+        _check_version(f"assignment {key}", cmd.version, row["version"], row)
+        _not_frozen(order)
+        _not_closed_assignment(row, key)
+        self._employee(tx, cmd.engineer, field_name="engineer", engineer=True)
+        if cmd.engineer == row["employee_code"]:
+            return f"Assignment {key} is {cmd.engineer}'s already"
+        tx.conn.execute(update(A).where(A.c.id == row["id"]).values(
+            employee_code=cmd.engineer, status=AssignmentStatus.ASSIGNED.value,
+            version=row["version"] + 1))
+        tx.log(f"assignment {key} reassigned {row['employee_code']} -> {cmd.engineer}",
+               order=order["number"], assignment=key)
+        # R11 and R4: this appointment's engineer, and every sibling's co-engineers.
+        n = self._resync(tx, self._activity_assignments(tx, act["id"]),
+                         scope=frozenset({"fields", "participants"}))
+        return f"Reassigned {key} to {cmd.engineer}; {_n(n)} updated"
+
+    def _set_status(self, tx: _Tx, cmd: c.SetAssignmentStatus) -> str:
+        order, act, row = self._assignment(tx, cmd)
+        key = _key(cmd)
+        _check_version(f"assignment {key}", cmd.version, row["version"], row)
+        if OrderStatus(order["status"]) in {OrderStatus.CLOSED, OrderStatus.CANCELED}:
+            raise Refused(f"order {order['number']} is {order['status']}: its assignments"
+                          " cannot change status", field="status")
+        try:
+            new = AssignmentStatus(cmd.status)
+        except ValueError:
+            raise Invalid(f"status {cmd.status!r} is not one of "
+                          + ", ".join(s.value for s in AssignmentStatus), field="status") from None
+        old = row["status"]
+        if new.value == old:
+            return f"Assignment {key} is {old} already"
+        if new.value not in ASSIGNMENT_FLOW[old]:
+            raise Refused(f"assignment {key} cannot go from {old} to {new.value}", field="status")
+        if (old, new.value) in DISPATCHER_ONLY_STEPS and tx.actor.role != Role.DISPATCHER:
+            raise Refused(f"only a dispatcher may take {key} from {old} back to {new.value}",
+                          field="status")
+        tx.conn.execute(update(A).where(A.c.id == row["id"]).values(
+            status=new.value, version=row["version"] + 1))
+        tx.log(f"assignment {key}: {old} -> {new.value}", order=order["number"], assignment=key)
+        n = self._resync(tx, [row["id"]], scope=frozenset({"fields"}))
+        return f"{key} is {new.value}; {_n(n)} updated"
+
+    def _delete(self, tx: _Tx, cmd: c.DeleteAssignment) -> str:
+        order, act, row = self._assignment(tx, cmd)
+        key = _key(cmd)
+        _check_version(f"assignment {key}", cmd.version, row["version"], row)
+        ap_id = tx.conn.scalar(select(AP.c.id).where(AP.c.assignment_id == row["id"]))
+        keep = OrderStatus(order["status"]) in FINAL_ORDER
+        extra = ""
+        if ap_id is not None:
+            if keep:
+                # R14: the appointment stays as history; it no longer mirrors anything.
+                tx.conn.execute(update(AP).where(AP.c.id == ap_id).values(
+                    assignment_id=None, version=AP.c.version + 1))
+                tx.conn.execute(update(L).where(L.c.appointment_id == ap_id).values(
+                    assignment_id=None))
+                tx.log(f"appointment {ap_id} kept as history (order {order['status']})",
+                       order=order["number"], assignment=key, appointment=ap_id)
+                self._notify_hooks(tx, [ap_id], ())
+                extra = f"; appointment {ap_id} kept (order {order['status']})"
+            else:
+                self._notify_hooks(tx, (), [ap_id])
+                tx.conn.execute(delete(AP).where(AP.c.id == ap_id))
+                tx.deleted[ap_id] = None
+                tx.log(f"appointment {ap_id} deleted", order=order["number"], assignment=key,
+                       appointment=ap_id)
+                extra = f"; appointment {ap_id} deleted"
+        tx.conn.execute(delete(A).where(A.c.id == row["id"]))
+        tx.log(f"assignment {key} deleted", order=order["number"], assignment=key)
+        n = self._resync(tx, self._activity_assignments(tx, act["id"]),
+                         scope=frozenset({"participants"}))
+        return f"Deleted {key}{extra}" + (f"; {_n(n)} updated" if n else "")
+
+    # ---- the CRM and calendar side --------------------------------------------------------
+
+    def _appointment(self, tx: _Tx, ap_id: int) -> dict[str, Any]:
+        row = tx.conn.execute(select(AP).where(AP.c.id == ap_id).with_for_update()
+                              ).mappings().first()
+        if row is None:
+            raise NotFound(f"appointment {ap_id} does not exist", field="appointment")
+        return dict(row)
+
+    def _edit_appointment(self, tx: _Tx, cmd: c.EditAppointment) -> str:
+        ap = self._appointment(tx, cmd.appointment)
+        _check_version(f"appointment {ap['id']}", cmd.version, ap["version"], ap)
+        if not isinstance(cmd.changes, dict) or not cmd.changes:
+            raise Invalid("nothing to change: give one or more fields", field="changes")
+        unknown = sorted(set(cmd.changes) - set(MIRRORED_FIELDS))
+        if unknown:
+            raise Invalid(f"appointment has no editable field {unknown[0]!r}", field=unknown[0])
+        if ap["assignment_id"] is not None:
+            name = next(iter(cmd.changes))
+            origin = f"{ap['origin_order']}/{ap['origin_line']}/{ap['origin_assignment']}"
+            raise Refused(f"R9: {name} of appointment {ap['id']} mirrors assignment {origin};"
+                          " change it on the service side", field=name)
+        values = _appointment_edit(cmd.changes, ap)
+        diff = {k: v for k, v in values.items() if ap[k] != v}
+        if not diff:
+            return f"Appointment {ap['id']} unchanged"
+        tx.conn.execute(update(AP).where(AP.c.id == ap["id"]).values(
+            **diff, version=ap["version"] + 1))
+        tx.log(f"appointment {ap['id']}: {', '.join(diff)} edited", order=ap["origin_order"],
+               appointment=ap["id"])
+        self._notify_hooks(tx, [ap["id"]], ())
+        return f"Edited appointment {ap['id']} ({', '.join(diff)})"
+
+    def _calendar_move(self, tx: _Tx, cmd: c.CalendarMove) -> str:
+        ap = self._appointment(tx, cmd.appointment)
+        start, end = _dates(cmd.start, cmd.end, names=("start", "end"))
+        if (start, end) == (ap["start"], ap["end"]):
+            return f"Appointment {ap['id']} is there already"
+        tx.conn.execute(update(AP).where(AP.c.id == ap["id"]).values(
+            start=start, end=end, version=ap["version"] + 1))
+        tx.log(f"appointment {ap['id']} moved in the organizer's calendar to "
+               f"{start.isoformat()} - {end.isoformat()}", order=ap["origin_order"],
+               appointment=ap["id"])
+        self._notify_hooks(tx, [ap["id"]], ())
+        params = self._params(tx)
+        summary = f"Appointment {ap['id']} moved by the organizer"
+        if ap["assignment_id"] is None or not (
+            params["create_crm_appointments"] and params["update_assignments_from_appointment_dates"]
+        ):
+            return summary
+        row = tx.conn.execute(select(A, O.c.status.label("order_status")).join(
+            O, O.c.id == A.c.order_id).where(A.c.id == ap["assignment_id"])).mappings().one()
+        key = f"{ap['origin_order']}/{ap['origin_line']}/{ap['origin_assignment']}"
+        if OrderStatus(row["order_status"]) in FROZEN_ORDER:
+            tx.log(f"P4: assignment {key} not moved, order is {row['order_status']}",
+                   order=ap["origin_order"], assignment=key)
+            return summary + f"; assignment {key} kept (order {row['order_status']})"
+        # P4: the assignment follows, and everything that depends on its dates with it.
+        tx.conn.execute(update(A).where(A.c.id == row["id"]).values(
+            planned_start=start, planned_end=end, version=row["version"] + 1))
+        tx.log(f"assignment {key} moved with its appointment (P4)", order=ap["origin_order"],
+               assignment=key)
+        self._resync(tx, [row["id"]], scope=frozenset({"fields"}))
+        return summary + f"; assignment {key} follows (P4)"
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+_PARAM_LABEL = {
+    "create_crm_appointments": "P1",
+    "organizer_code": "P2",
+    "include_sold_to_contact": "P3",
+    "update_assignments_from_appointment_dates": "P4",
+}
+
+
+def _authorize(tx: _Tx, command: c.Command) -> None:
+    """Who may do what, whatever the interface: the console hides keys, this refuses."""
+    role = tx.actor.role
+    if isinstance(command, c.CalendarMove):
+        if role != Role.CALENDAR:
+            raise Refused("R15: only the organizer's calendar moves an appointment; move the"
+                          " assignment instead", field="appointment")
+        return
+    if role == Role.DISPATCHER:
+        return
+    if role == Role.TECHNICIAN and isinstance(command, c.SetAssignmentStatus):
+        if command.status not in TECHNICIAN_STATUSES:
+            raise Refused(f"a technician may set Accepted, Started, Completed or Rejected, not"
+                          f" {command.status}", field="status")
+        owner = tx.conn.scalar(
+            select(A.c.employee_code).join(ACT, ACT.c.id == A.c.activity_id)
+            .join(O, O.c.id == A.c.order_id)
+            .where(O.c.number == command.order, ACT.c.line == command.line,
+                   A.c.number == command.assignment))
+        if owner is not None and owner != tx.actor.employee:
+            raise Refused(f"{tx.actor.name} may change only their own assignments; "
+                          f"{_key(command)} is {owner}'s", field="assignment")
+        return
+    what = {Role.SUPERVISOR: "a supervisor's console is read-only",
+            Role.TECHNICIAN: "a technician may only change the status of their own assignments",
+            Role.CALENDAR: "the calendar may only move appointments (R15)"}[role]
+    raise Refused(f"{tx.actor.name}: {what}")
+
+
+def _check_version(what: str, expected: int | None, actual: int, current: dict) -> None:
+    if expected is not None and expected != actual:
+        raise Conflict(
+            f"{what} was changed by someone else (version {actual}, you had {expected});"
+            " reload and try again",
+            what=what, expected=expected, actual=actual, current=current,
+        )
+
+
+def _not_frozen(order: dict[str, Any]) -> None:
+    if OrderStatus(order["status"]) in FROZEN_ORDER:
+        raise Refused(f"order {order['number']} is {order['status']}: its planning can no"
+                      " longer change", field="order")
+
+
+def _not_closed_assignment(row: dict[str, Any], key: str) -> None:
+    if row["status"] in (AssignmentStatus.COMPLETED, AssignmentStatus.REJECTED):
+        raise Refused(f"assignment {key} is {row['status']}: reopen it before re-planning",
+                      field="assignment")
+
+
+def _order_status(value: str) -> OrderStatus:
+    try:
+        return OrderStatus(value)
+    except ValueError:
+        raise Invalid(f"status {value!r} is not one of "
+                      + ", ".join(s.value for s in OrderStatus), field="status") from None
+
+
+def _order_step_allowed(old: OrderStatus, new: OrderStatus) -> bool:
+    if old in (OrderStatus.CLOSED, OrderStatus.CANCELED):
+        return False
+    if new == OrderStatus.CANCELED:
+        return old not in FINAL_ORDER
+    i, j = ORDER_FLOW.index(old), ORDER_FLOW.index(new)
+    if old in FINAL_ORDER:
+        return j == i + 1  # Completed -> Costed -> Closed, never back
+    return True
+
+
+def _key(cmd: Any) -> str:
+    return f"{cmd.order}/{cmd.line}/{cmd.assignment}"
+
+
+def _n(count: int) -> str:
+    return f"{count} appointment{'s' if count != 1 else ''}"
+
+
+def _text(value: Any, name: str, limit: int | None = None) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"{name} must be text", field=name)
+    text = value.strip()
+    if not text:
+        raise Invalid(f"{name} must not be empty", field=name)
+    base = name.rsplit(".", 1)[-1]
+    limit = limit or MAX_LEN.get(base, MAX_LEN.get("code" if base in (
+        "sold_to", "ship_to", "partner", "engineer", "contact") else base, 200))
+    if len(text) > limit:
+        raise Invalid(f"{name} is {len(text)} characters long; at most {limit}", field=name)
+    if any(ord(ch) < 32 and ch not in "\n\t" for ch in text):
+        raise Invalid(f"{name} contains control characters", field=name)
+    return text
+
+
+def _opt_text(value: Any, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    return _text(value, name)
+
+
+def _email(value: Any) -> str | None:
+    email = _opt_text(value, "email")
+    if email is not None and ("@" not in email or " " in email or email.startswith("@")):
+        raise Invalid(f"email {email!r} is not an e-mail address", field="email")
+    return email
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{name} must be a whole number", field=name)
+    if not 0 < value < 1_000_000:
+        raise Invalid(f"{name} must be between 1 and 999999", field=name)
+    return value
+
+
+def _dates(start: Any, end: Any, where: str = "",
+           names: tuple[str, str] = ("planned_start", "planned_end")
+           ) -> tuple[pendulum.DateTime, pendulum.DateTime]:
+    from app.db.types import to_utc
+
+    out = []
+    for value, name in ((start, where + names[0]), (end, where + names[1])):
+        if not isinstance(value, dt.datetime):
+            raise Invalid(f"{name} must be a date and time", field=name)
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise Invalid(f"{name} has no time zone offset", field=name)
+        utc = to_utc(value)
+        if not MIN_YEAR <= utc.year <= MAX_YEAR:
+            raise Invalid(f"{name} {utc.year} is outside {MIN_YEAR}-{MAX_YEAR}", field=name)
+        out.append(utc)
+    if out[1] <= out[0]:
+        raise Invalid(f"{where}{names[1]} ({out[1].isoformat()}) must be after "
+                      f"{names[0]} ({out[0].isoformat()})", field=where + names[1])
+    return out[0], out[1]
+
+
+def _describe(key: str, old: Any, new: Any) -> str:
+    label = key.replace("_", "-") if key in ("sold_to", "ship_to") else key.replace("_", " ")
+    if isinstance(new, dt.datetime):
+        new = new.isoformat()
+    return f"{label} {new if new is not None else '-'}"
+
+
+def _appointment_edit(changes: dict[str, Any], ap: dict[str, Any]) -> dict[str, Any]:
+    """Validate a CRM-side edit of an appointment that no longer mirrors (history)."""
+    from app.db.models import AppointmentStatus, ShowTimeAs
+
+    out: dict[str, Any] = {}
+    for k, v in changes.items():
+        if k in ("start", "end", "due_date"):
+            if not isinstance(v, dt.datetime):
+                raise Invalid(f"{k} must be a date and time", field=k)
+            out[k] = v
+        elif k == "status":
+            if v not in {s.value for s in AppointmentStatus}:
+                raise Invalid(f"status {v!r} is not Planned, Held or Not Held", field=k)
+            out[k] = v
+        elif k == "show_time_as":
+            if v not in {s.value for s in ShowTimeAs}:
+                raise Invalid(f"show_time_as {v!r} is not Free, Tentative, Busy or Out of Office",
+                              field=k)
+            out[k] = v
+        elif k == "information":
+            out[k] = _text(v, k, MAX_LEN["information"])
+        else:
+            out[k] = _text(v, k)
+    if "start" in out or "end" in out:
+        out["start"], out["end"] = _dates(out.get("start", ap["start"]),
+                                          out.get("end", ap["end"]), names=("start", "end"))
+    return out
+
+
+def _is_transient(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return "database is locked" in text or "database is busy" in text or code in (
+        "40001", "40P01")
+
+
+def _short(exc: IntegrityError) -> str:
+    return str(exc.orig).splitlines()[0][:200]
+
+
+def dumps(change: Change) -> str:
+    return json.dumps(change.to_json())

@@ -31,7 +31,7 @@ def to_utc(value: dt.datetime) -> pendulum.DateTime:
     std = dt.datetime(
         value.year, value.month, value.day, value.hour, value.minute, value.second,
         value.microsecond, tzinfo=value.tzinfo, fold=getattr(value, "fold", 0),
-    ).astimezone(dt.timezone.utc)
+    ).astimezone(dt.UTC)
     return _utc(std.year, std.month, std.day, std.hour, std.minute, std.second, std.microsecond)
 
 
@@ -46,13 +46,17 @@ class UTCDateTime(TypeDecorator[pendulum.DateTime]):
             return None
         if not isinstance(value, dt.datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
-        utc = to_utc(value)
+        offset = value.utcoffset()
+        if offset is None:
+            raise NaiveDatetimeError(f"naive datetime {value.isoformat()} has no time zone")
+        # Most values are UTC already (read back from here): skip the zone arithmetic.
+        utc = value if not offset else to_utc(value)
         plain = dt.datetime(
             utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond
         )
         if dialect.name == "sqlite":
             return plain
-        return plain.replace(tzinfo=dt.timezone.utc)
+        return plain.replace(tzinfo=dt.UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> pendulum.DateTime | None:
         if value is None:
@@ -60,7 +64,7 @@ class UTCDateTime(TypeDecorator[pendulum.DateTime]):
         if isinstance(value, str):  # raw SQLite text, e.g. from a text() query
             value = dt.datetime.fromisoformat(value)
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return _utc(
             value.year, value.month, value.day, value.hour, value.minute, value.second,
             value.microsecond,

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, func, select
 from app.db import models as m
 from app.sync import state
 from app.sync.coordinator import FINAL_ORDER
-from app.sync.state import AP, ACT, O, A, L, chunks
+from app.sync.state import ACT, AP, A, L, O, chunks
 
 PARAMS = m.Parameters.__table__
 E = m.Employee.__table__

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pendulum
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from app.db import bulk
 from app.db import models as m
 from app.db.engine import write_transaction
 from app.db.models import AssignmentStatus, OrderKind, OrderStatus, Role
@@ -26,7 +27,7 @@ from app.sync import commands as c
 from app.sync import state
 from app.sync.errors import Busy, Conflict, DispatchError, Invalid, NotFound, Refused
 from app.sync.mirror import MIRRORED_FIELDS
-from app.sync.state import ALL_SCOPES, AP, ACT, OC, O, A, E, BP, C, L, P, R, chunks
+from app.sync.state import ACT, ALL_SCOPES, AP, BP, OC, A, C, E, L, O, P, R, chunks
 
 PARAMS = m.Parameters.__table__
 PE = m.PlannedEngineer.__table__
@@ -184,7 +185,8 @@ class Coordinator:
         _authorize(tx, command)
         summary = handler(tx, command)
         if tx.journal:
-            tx.conn.execute(insert(J), tx.journal)
+            bulk.insert_rows(tx.conn, J, _JOURNAL_COLUMNS,
+                             [tuple(row[k] for k in _JOURNAL_COLUMNS) for row in tx.journal])
         return Change(
             op=command.op,
             summary=summary,
@@ -324,11 +326,12 @@ class Coordinator:
 
         created: list[int] = []
         if new_rows:
-            result = conn.execute(
-                insert(AP).returning(AP.c.id, AP.c.assignment_id, sort_by_parameter_order=True),
-                new_rows,
-            )
-            by_assignment = {aid: ap_id for ap_id, aid in result}
+            cols = tuple(new_rows[0])
+            bulk.insert_rows(conn, AP, cols, [tuple(r[k] for k in cols) for r in new_rows])
+            by_assignment: dict[int, int] = {}
+            for part in chunks(r["assignment_id"] for r in new_rows):
+                by_assignment.update((aid, ap_id) for ap_id, aid in conn.execute(
+                    select(AP.c.id, AP.c.assignment_id).where(AP.c.assignment_id.in_(part))))
             for item in new_items:
                 ap_id = by_assignment[item.assignment_id]
                 created.append(ap_id)
@@ -343,12 +346,7 @@ class Coordinator:
             created
         )
         for keys, rows in updates.items():
-            stmt = (
-                update(AP)
-                .where(AP.c.id == bindparam("_id"))
-                .values({**{k: bindparam(k) for k in keys}, "version": AP.c.version + 1})
-            )
-            conn.execute(stmt, rows)
+            bulk.update_rows(conn, AP, keys, [(*(r[k] for k in keys), r["_id"]) for r in rows])
             for r in rows:
                 touched_only_parts.discard(r["_id"])
         if touched_only_parts:
@@ -356,15 +354,10 @@ class Coordinator:
                 conn.execute(
                     update(AP).where(AP.c.id.in_(part)).values(version=AP.c.version + 1)
                 )
-        self._replace(conn, P, replace_parts, lambda ap, r: {
-            "appointment_id": ap, "seq": r.seq, "type": r.type, "code": r.code, "name": r.name,
-            "attendance": r.attendance, "email": r.email})
-        self._replace(conn, R, replace_refs, lambda ap, r: {
-            "appointment_id": ap, "sequence": r.sequence, "type": r.type, "note": r.note})
-        self._replace(conn, L, {k: (v,) for k, v in replace_link.items()}, lambda ap, r: {
-            "appointment_id": ap, "assignment_id": r.assignment_id, "order_kind": r.order_kind,
-            "order_number": r.order_number, "line": r.line,
-            "assignment_number": r.assignment_number})
+        self._replace(conn, P, replace_parts, _PARTICIPANT_COLUMNS, created)
+        self._replace(conn, R, replace_refs, _REFERENCE_COLUMNS, created)
+        self._replace(conn, L, {k: (v,) for k, v in replace_link.items()}, _LINK_COLUMNS,
+                      created)
         changed_ids = created + list(details)
         if changed_ids:
             self._notify_hooks(tx, changed_ids, ())
@@ -372,14 +365,19 @@ class Coordinator:
 
     @staticmethod
     def _replace(conn: Connection, table: Any, rows_by_ap: dict[int, Any],
-                 to_row: Callable[[int, Any], dict[str, Any]]) -> None:
+                 columns: tuple[str, ...], fresh: Collection[int]) -> None:
+        """Replace the rows of these appointments; `fresh` ones have none to delete yet.
+
+        The mirror's row dataclasses list their fields in `columns[1:]` order.
+        """
         if not rows_by_ap:
             return
-        for part in chunks(sorted(rows_by_ap)):
+        for part in chunks(sorted(set(rows_by_ap) - set(fresh))):
             conn.execute(delete(table).where(table.c.appointment_id.in_(part)))
-        rows = [to_row(ap, r) for ap, items in rows_by_ap.items() for r in items]
-        if rows:
-            conn.execute(insert(table), rows)
+        fields = columns[1:]
+        bulk.insert_rows(conn, table, columns, [
+            (ap, *(getattr(r, f) for f in fields)) for ap, items in rows_by_ap.items()
+            for r in items])
 
     def _notify_hooks(self, tx: _Tx, changed: Collection[int], deleted: Collection[int]) -> None:
         for hook in self.appointment_hooks:
@@ -549,36 +547,57 @@ class Coordinator:
         start, end = _dates(cmd.planned_start, cmd.planned_end)
         if tx.conn.scalar(select(O.c.id).where(O.c.number == number)) is not None:
             raise Refused(f"order {number} exists already", field="order")
-        lines = [a.line for a in cmd.activities]
+        lines = [getattr(a, "line", None) for a in cmd.activities]
         if len(set(lines)) != len(lines):
             raise Invalid("activity lines must be unique within the order", field="activities")
+        specs = [self._check_activity(spec, f"activities[{i}].")
+                 for i, spec in enumerate(cmd.activities)]
+        self._engineers(tx, {code for spec in specs for code in spec.engineers},
+                        field_name="activities.engineers")
         order_id = tx.conn.execute(insert(O).values(
             number=number, kind=kind.value, sold_to=cmd.sold_to, ship_to=cmd.ship_to,
             contact=cmd.contact or None, address=_text(cmd.address, "address"),
             status=status.value, planned_start=start, planned_end=end, version=1,
         ).returning(O.c.id)).scalar_one()
-        tx.log(f"order {number} created ({kind.label})", order=number)
-        for i, spec in enumerate(cmd.activities):
-            self._insert_activity(tx, order_id, number, spec, where=f"activities[{i}].")
-        return f"Created {kind.label.lower()} {number} with {len(cmd.activities)} activities"
+        tx.log(f"order {number} created ({kind.label}, {len(specs)} activities)", order=number)
+        self._insert_activities(tx, order_id, specs)
+        return f"Created {kind.label.lower()} {number} with {len(specs)} activities"
 
-    def _insert_activity(self, tx: _Tx, order_id: int, number: str, spec: c.ActivitySpec,
-                         where: str = "") -> int:
-        line = _int(spec.line, where + "line")
+    @staticmethod
+    def _check_activity(spec: c.ActivitySpec, where: str = "") -> c.ActivitySpec:
+        """A validated copy: dates in UTC, text trimmed, engineers without repeats."""
+        if not isinstance(spec, c.ActivitySpec):
+            raise Invalid("expected an activity", field=where.rstrip(".") or "activities")
         start, end = _dates(spec.planned_start, spec.planned_end, where)
-        engineers = list(dict.fromkeys(spec.engineers))
-        for code in engineers:
-            self._employee(tx, code, field_name=where + "engineers", engineer=True)
-        activity_id = tx.conn.execute(insert(ACT).values(
-            order_id=order_id, line=line, description=_text(spec.description,
-                                                            where + "description"),
-            planned_start=start, planned_end=end, version=1,
-        ).returning(ACT.c.id)).scalar_one()
-        if engineers:
-            tx.conn.execute(insert(PE), [{"activity_id": activity_id, "employee_code": e}
-                                         for e in engineers])
-        tx.log(f"activity {line} added", order=number)
-        return activity_id
+        return c.ActivitySpec(
+            _int(spec.line, where + "line"), _text(spec.description, where + "description"),
+            start, end, tuple(dict.fromkeys(spec.engineers)))
+
+    def _engineers(self, tx: _Tx, codes: Collection[str], *, field_name: str) -> None:
+        """All of `codes` exist and are engineers; one query however many."""
+        if not codes:
+            return
+        found = dict(tx.conn.execute(
+            select(E.c.code, E.c.is_engineer).where(E.c.code.in_(list(codes)))).all())
+        for code in sorted(codes, key=str):
+            if code not in found:
+                raise NotFound(f"employee {code!r} does not exist", field=field_name)
+            if not found[code]:
+                raise Refused(f"employee {code} is not an engineer", field=field_name)
+
+    def _insert_activities(self, tx: _Tx, order_id: int, specs: Sequence[c.ActivitySpec]
+                           ) -> None:
+        if not specs:
+            return
+        ids = list(tx.conn.scalars(
+            insert(ACT).returning(ACT.c.id, sort_by_parameter_order=True),
+            [{"order_id": order_id, "line": s.line, "description": s.description,
+              "planned_start": s.planned_start, "planned_end": s.planned_end, "version": 1}
+             for s in specs]))
+        rows = [{"activity_id": act_id, "employee_code": code}
+                for act_id, spec in zip(ids, specs, strict=True) for code in spec.engineers]
+        if rows:
+            tx.conn.execute(insert(PE), rows)
 
     def _update_order(self, tx: _Tx, cmd: c.UpdateOrder) -> str:
         order = self._order(tx, cmd.order)
@@ -636,9 +655,11 @@ class Coordinator:
                                                  ACT.c.line == cmd.line)) is not None:
             raise Refused(f"order {order['number']} has an activity line {cmd.line} already",
                           field="line")
-        spec = c.ActivitySpec(cmd.line, cmd.description, cmd.planned_start, cmd.planned_end,
-                              tuple(cmd.engineers))
-        self._insert_activity(tx, order["id"], order["number"], spec)
+        spec = self._check_activity(c.ActivitySpec(
+            cmd.line, cmd.description, cmd.planned_start, cmd.planned_end, tuple(cmd.engineers)))
+        self._engineers(tx, spec.engineers, field_name="engineers")
+        self._insert_activities(tx, order["id"], [spec])
+        tx.log(f"activity {spec.line} added", order=order["number"])
         return f"Added activity {cmd.line} to order {order['number']}"
 
     def _update_activity(self, tx: _Tx, cmd: c.UpdateActivity) -> str:
@@ -657,8 +678,7 @@ class Coordinator:
         engineers_changed = False
         if cmd.engineers is not None:
             wanted = list(dict.fromkeys(cmd.engineers))
-            for code in wanted:
-                self._employee(tx, code, field_name="engineers", engineer=True)
+            self._engineers(tx, wanted, field_name="engineers")
             have = list(tx.conn.scalars(select(PE.c.employee_code).where(
                 PE.c.activity_id == act["id"])))
             if set(have) != set(wanted):
@@ -724,13 +744,18 @@ class Coordinator:
                 keys.append(f"{order['number']}/{act['line']}/{top[act['id']]}")
         if not rows:
             return f"Order {order['number']}: every planned engineer has an assignment already"
-        new_ids = list(tx.conn.scalars(
-            insert(A).returning(A.c.id, sort_by_parameter_order=True), rows))
+        cols = tuple(rows[0])
+        bulk.insert_rows(tx.conn, A, cols, [tuple(r[k] for k in cols) for r in rows])
+        fresh = {(r["activity_id"], r["number"]) for r in rows}
+        new_ids = [aid for aid, act_id, number in tx.conn.execute(
+            select(A.c.id, A.c.activity_id, A.c.number).where(A.c.activity_id.in_(act_ids)))
+            if (act_id, number) in fresh]
         for key in keys:
             tx.log(f"assignment {key} generated", order=order["number"], assignment=key)
         # R4: existing assignments of these activities gain co-engineers.
-        siblings = [i for a in act_ids for i in self._activity_assignments(tx, a)
-                    if i not in set(new_ids)] if existing else []
+        touched = [act_id for act_id, codes in existing.items() if codes]
+        siblings = list(tx.conn.scalars(select(A.c.id).where(
+            A.c.activity_id.in_(touched), A.c.id.not_in(new_ids)))) if touched else []
         n = self._resync(tx, siblings, create=new_ids)
         return (f"Generated {len(rows)} assignments for order {order['number']};"
                 f" {_n(n)} created or updated")
@@ -914,6 +939,13 @@ class Coordinator:
 
 
 # ---- helpers ------------------------------------------------------------------------------
+
+_PARTICIPANT_COLUMNS = ("appointment_id", "seq", "type", "code", "name", "attendance", "email")
+_REFERENCE_COLUMNS = ("appointment_id", "sequence", "type", "note")
+_LINK_COLUMNS = ("appointment_id", "assignment_id", "order_kind", "order_number", "line",
+                 "assignment_number")
+_JOURNAL_COLUMNS = ("at", "actor", "op", "order_number", "assignment", "appointment_id",
+                    "detail")
 
 _PARAM_LABEL = {
     "create_crm_appointments": "P1",

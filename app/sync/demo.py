@@ -59,7 +59,7 @@ def master_data() -> list[c.Command]:
         # Two engineers have no e-mail: their participant rows show it.
         email = None if i in (6, 10) else name.lower().replace(" ", ".") + "@example.com"
         cmds.append(c.UpsertEmployee(code, name, email, engineer=True))
-    for i, (name, city) in enumerate(COMPANIES):
+    for i, (name, _city) in enumerate(COMPANIES):
         bp = f"BP{100 + i}"
         cmds.append(c.UpsertPartner(bp, name))
         for j in range(2):

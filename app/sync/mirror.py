@@ -120,13 +120,15 @@ MIRRORED_FIELDS = (
 """Appointment fields that the service side owns (R9): the CRM side may not edit them."""
 
 
+_STATUS = {
+    AssignmentStatus.COMPLETED.value: AppointmentStatus.HELD.value,
+    AssignmentStatus.REJECTED.value: AppointmentStatus.NOT_HELD.value,
+}
+
+
 def appointment_status(assignment_status: str) -> str:
     """R13 and our choice for the rest: Completed is Held, Rejected is Not Held, else Planned."""
-    if assignment_status == AssignmentStatus.COMPLETED:
-        return AppointmentStatus.HELD.value
-    if assignment_status == AssignmentStatus.REJECTED:
-        return AppointmentStatus.NOT_HELD.value
-    return AppointmentStatus.PLANNED.value
+    return _STATUS.get(assignment_status, AppointmentStatus.PLANNED.value)
 
 
 def subject(order: OrderData, activity: ActivityData) -> str:
@@ -157,45 +159,39 @@ def information(
     return "\n".join(lines)
 
 
+# Plain strings, looked up once: enum attribute access is slow in a loop of thousands.
+_EMPLOYEE = ParticipantType.EMPLOYEE.value
+_CONTACT = ParticipantType.CONTACT.value
+_ORGANIZER = Attendance.MEETING_ORGANIZER.value
+_REQUIRED = Attendance.REQUIRED_ATTENDEE.value
+_OPTIONAL = Attendance.OPTIONAL_ATTENDEE.value
+_BUSY = ShowTimeAs.BUSY.value
+
+
 def participants(
     organizer: Person,
     engineer: Person,
     co_engineers: Sequence[Person],
     contact: Person | None,
 ) -> tuple[ParticipantRow, ...]:
-    """R3, R4, R5: organizer, engineer, co-engineers without e-mail, and the sold-to contact."""
-    rows: list[ParticipantRow] = []
-    employee = ParticipantType.EMPLOYEE.value
-    if engineer.code == organizer.code:
-        # R3: the engineer is the organizer, so one participant record only.
-        rows.append(
-            ParticipantRow(1, employee, organizer.code, organizer.name,
-                           Attendance.MEETING_ORGANIZER.value, organizer.email)
-        )
-    else:
-        rows.append(
-            ParticipantRow(1, employee, organizer.code, organizer.name,
-                           Attendance.MEETING_ORGANIZER.value, organizer.email)
-        )
-        rows.append(
-            ParticipantRow(2, employee, engineer.code, engineer.name,
-                           Attendance.REQUIRED_ATTENDEE.value, engineer.email)
-        )
-    seen = {organizer.code, engineer.code}
-    for co in sorted(co_engineers, key=lambda p: p.code):
-        if co.code in seen:
+    """R3, R4, R5: organizer, engineer, co-engineers without e-mail, and the sold-to contact.
+
+    `co_engineers` must be sorted by code (the loader sorts each activity's list once).
+    """
+    rows = [ParticipantRow(1, _EMPLOYEE, organizer.code, organizer.name, _ORGANIZER,
+                           organizer.email)]
+    if engineer.code != organizer.code:
+        # R3: when the engineer is the organizer there is one participant record only.
+        rows.append(ParticipantRow(2, _EMPLOYEE, engineer.code, engineer.name, _REQUIRED,
+                                   engineer.email))
+    for co in co_engineers:
+        if co.code == organizer.code or co.code == engineer.code:
             continue
-        seen.add(co.code)
         # R4: no e-mail on purpose, so the visit does not show twice in their calendar.
-        rows.append(
-            ParticipantRow(len(rows) + 1, employee, co.code, co.name,
-                           Attendance.REQUIRED_ATTENDEE.value, None)
-        )
+        rows.append(ParticipantRow(len(rows) + 1, _EMPLOYEE, co.code, co.name, _REQUIRED, None))
     if contact is not None:
-        rows.append(
-            ParticipantRow(len(rows) + 1, ParticipantType.CONTACT.value, contact.code,
-                           contact.name, Attendance.OPTIONAL_ATTENDEE.value, contact.email)
-        )
+        rows.append(ParticipantRow(len(rows) + 1, _CONTACT, contact.code, contact.name,
+                                   _OPTIONAL, contact.email))
     return tuple(rows)
 
 
@@ -219,13 +215,15 @@ def desired_appointment(
     changes: Sequence[tuple[dt.datetime, str]],
     stored: StoredDates | None,
     info: str | None = None,
+    with_participants: bool = True,
 ) -> Desired:
     """The appointment that `assignment` should have, given what is stored about its dates.
 
     R10: when the assignment's planned dates differ from the dates the appointment last took
     from it, they overwrite the appointment's dates; otherwise the stored dates stand, so a move
     by the organizer (R15) survives any other change. `info` lets a fan-out pass the Information
-    text it computed once per activity.
+    text it computed once per activity; a fan-out that cannot change participants skips them
+    (`with_participants=False`, the result then has none and must not be compared on them).
     """
     planned = (assignment.planned_start, assignment.planned_end)
     if stored is None or (stored.mirrored_start, stored.mirrored_end) != planned:
@@ -243,7 +241,7 @@ def desired_appointment(
         "start": start,
         "end": end,
         "due_date": order.planned_end,  # R8
-        "show_time_as": ShowTimeAs.BUSY.value,
+        "show_time_as": _BUSY,
         "information": info if info is not None else information(order, activity, changes),
         "business_partner": order.sold_to,
         "organizer_code": organizer.code,
@@ -254,7 +252,8 @@ def desired_appointment(
     contact = order.contact if with_contact else None
     return Desired(
         fields=fields,
-        participants=participants(organizer, assignment.engineer, co_engineers, contact),
+        participants=participants(organizer, assignment.engineer, co_engineers, contact)
+        if with_participants else (),
         references=references(order, activity, assignment.number),
         link=LinkRow(assignment.id, order.kind, order.number, activity.line, assignment.number),
     )

@@ -88,7 +88,7 @@ def load_people(conn: Connection, codes: Collection[str]) -> dict[str, Person]:
     for part in _str_chunks(codes):
         for code, name, email in conn.execute(
             select(E.c.code, E.c.name, E.c.email).where(E.c.code.in_(part))
-        ):
+        ).all():
             people[code] = Person(code, name, email)
     return people
 
@@ -113,7 +113,7 @@ def load_orders(conn: Connection, order_ids: Collection[int]) -> dict[int, Order
         .where(O.c.id.in_(list(order_ids)))
     )
     out: dict[int, OrderData] = {}
-    for r in conn.execute(stmt):
+    for r in conn.execute(stmt).all():
         contact = Person(r[7], r[8], r[9]) if r[7] else None
         out[r[0]] = OrderData(r[0], r[1], r[2], r[3], r[4], r[5], r[6], contact, r[10], r[11])
     return out
@@ -128,7 +128,7 @@ def load_changes(
         .where(OC.c.order_id.in_(list(order_ids)))
         .order_by(OC.c.id)
     )
-    for order_id, activity_id, at, text in conn.execute(stmt):
+    for order_id, activity_id, at, text in conn.execute(stmt).all():
         out[order_id].append((activity_id, at, text))
     return out
 
@@ -169,20 +169,20 @@ def load_batch(
         r[0]: ActivityData(r[0], r[1], r[2])
         for r in conn.execute(
             select(ACT.c.id, ACT.c.line, ACT.c.description).where(ACT.c.id.in_(activity_ids))
-        )
+        ).all()
     }
     engineers_of: dict[int, set[str]] = defaultdict(set)
     for act_id, code in conn.execute(
         select(A.c.activity_id, A.c.employee_code).where(A.c.activity_id.in_(activity_ids))
-    ):
+    ).all():
         engineers_of[act_id].add(code)
     orders = load_orders(conn, order_ids)
     changes = load_changes(conn, order_ids)
 
-    stored_rows = {
-        r["assignment_id"]: dict(r)
-        for r in conn.execute(select(AP).where(AP.c.assignment_id.in_(ids))).mappings()
-    }
+    result = conn.execute(select(AP).where(AP.c.assignment_id.in_(ids)))
+    names = list(result.keys())
+    stored_rows = {row["assignment_id"]: row for row in
+                   (dict(zip(names, r, strict=True)) for r in result.all())}
     stored_by_ap: dict[int, Stored] = {row["id"]: Stored(row) for row in stored_rows.values()}
     _load_parts(conn, stored_by_ap, scope)
 
@@ -195,7 +195,9 @@ def load_batch(
         codes.add(params["organizer_code"])
     people = load_people(conn, codes)
 
+    with_parts = "participants" in scope or bool(creating)
     info_cache: dict[int, str] = {}
+    co_cache: dict[int, list[Person]] = {}
     for aid, number, emp, start, end, status, act_id, order_id in arows:
         order = orders[order_id]
         activity = activities[act_id]
@@ -216,7 +218,9 @@ def load_batch(
         if info is None:
             info = mirror.information(order, activity, changes_for(changes[order_id], act_id))
             info_cache[act_id] = info
-        co = [people[c] for c in engineers_of[act_id] if c != emp]
+        co = co_cache.get(act_id)
+        if co is None:
+            co = co_cache[act_id] = [people[code] for code in sorted(engineers_of[act_id])]
         desired = mirror.desired_appointment(
             order=order,
             activity=activity,
@@ -229,6 +233,7 @@ def load_batch(
                 row["start"], row["end"], row["mirrored_start"], row["mirrored_end"]
             ),
             info=info,
+            with_participants=with_parts,
         )
         batch.items.append(Item(aid, key, order.number, act_id, desired, stored))
     return batch
@@ -245,7 +250,7 @@ def _load_parts(conn: Connection, stored: dict[int, Stored], scope: frozenset[st
                    P.c.email)
             .where(P.c.appointment_id.in_(ap_ids))
             .order_by(P.c.appointment_id, P.c.seq)
-        ):
+        ).all():
             parts[r[0]].append(ParticipantRow(r[1], r[2], r[3], r[4], r[5], r[6]))
         for ap_id, s in stored.items():
             s.participants = tuple(parts.get(ap_id, ()))
@@ -255,7 +260,7 @@ def _load_parts(conn: Connection, stored: dict[int, Stored], scope: frozenset[st
             select(R.c.appointment_id, R.c.sequence, R.c.type, R.c.note)
             .where(R.c.appointment_id.in_(ap_ids))
             .order_by(R.c.appointment_id, R.c.sequence)
-        ):
+        ).all():
             refs[r[0]].append(ReferenceRow(r[1], r[2], r[3]))
         for ap_id, s in stored.items():
             s.references = tuple(refs.get(ap_id, ()))
@@ -263,6 +268,6 @@ def _load_parts(conn: Connection, stored: dict[int, Stored], scope: frozenset[st
         for r in conn.execute(
             select(L.c.appointment_id, L.c.assignment_id, L.c.order_kind, L.c.order_number,
                    L.c.line, L.c.assignment_number).where(L.c.appointment_id.in_(ap_ids))
-        ):
+        ).all():
             if r[1] is not None:
                 stored[r[0]].link = LinkRow(r[1], r[2], r[3], r[4], r[5])

@@ -260,9 +260,10 @@ def cmd_show(engine: Engine, settings: Settings, args: argparse.Namespace) -> in
         else:
             if not args.key.isdigit():
                 raise CliError(f"appointment id {args.key!r} is not a number", EXIT_UNREADABLE)
-            data = repo.appointment_json(conn, int(args.key))
-            if data is None:
+            found = repo.appointment_json(conn, int(args.key))
+            if found is None:
                 raise CliError(f"appointment {args.key} does not exist")
+            data = found
     if args.json:
         print(json.dumps(data, indent=2))
     elif args.what == "assignment":

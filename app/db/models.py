@@ -8,6 +8,7 @@ carry a `version` column for optimistic locking.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import cast
 
 import pendulum
 from sqlalchemy import (
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -341,3 +343,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     role: Mapped[str] = mapped_column(String(20))
     employee_code: Mapped[str | None] = mapped_column(ForeignKey("employees.code"))
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a model, typed as such (for set-based statements)."""
+    return cast(Table, model.__table__)

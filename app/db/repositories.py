@@ -9,20 +9,20 @@ from sqlalchemy import Connection, and_, func, select
 
 from app.db import models as m
 
-A = m.Assignment.__table__
-ACT = m.Activity.__table__
-O = m.Order.__table__  # noqa: E741
-AP = m.Appointment.__table__
-P = m.Participant.__table__
-R = m.Reference.__table__
-L = m.RelatedOrder.__table__
-E = m.Employee.__table__
-BP = m.Partner.__table__
-C = m.Contact.__table__
-PE = m.PlannedEngineer.__table__
-J = m.JournalEntry.__table__
-U = m.User.__table__
-PARAMS = m.Parameters.__table__
+A = m.table(m.Assignment)
+ACT = m.table(m.Activity)
+O = m.table(m.Order)  # noqa: E741
+AP = m.table(m.Appointment)
+P = m.table(m.Participant)
+R = m.table(m.Reference)
+L = m.table(m.RelatedOrder)
+E = m.table(m.Employee)
+BP = m.table(m.Partner)
+C = m.table(m.Contact)
+PE = m.table(m.PlannedEngineer)
+J = m.table(m.JournalEntry)
+U = m.table(m.User)
+PARAMS = m.table(m.Parameters)
 
 
 def iso(value: dt.datetime | None) -> str | None:

@@ -11,8 +11,8 @@ from app.sync import state
 from app.sync.coordinator import FINAL_ORDER
 from app.sync.state import ACT, AP, A, L, O, chunks
 
-PARAMS = m.Parameters.__table__
-E = m.Employee.__table__
+PARAMS = m.table(m.Parameters)
+E = m.table(m.Employee)
 
 
 def violations(conn: Connection) -> Iterator[str]:

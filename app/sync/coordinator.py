@@ -29,10 +29,10 @@ from app.sync.errors import Busy, Conflict, DispatchError, Invalid, NotFound, Re
 from app.sync.mirror import MIRRORED_FIELDS
 from app.sync.state import ACT, ALL_SCOPES, AP, BP, OC, A, C, E, L, O, P, R, chunks
 
-PARAMS = m.Parameters.__table__
-PE = m.PlannedEngineer.__table__
-J = m.JournalEntry.__table__
-U = m.User.__table__
+PARAMS = m.table(m.Parameters)
+PE = m.table(m.PlannedEngineer)
+J = m.table(m.JournalEntry)
+U = m.table(m.User)
 
 FINAL_ORDER = {OrderStatus.COMPLETED, OrderStatus.COSTED, OrderStatus.CLOSED}
 """R14: deleting an assignment of such an order keeps its appointment as history."""

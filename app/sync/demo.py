@@ -99,7 +99,7 @@ def orders(n: int, seed: int, start: pendulum.DateTime,
             t = t.add(hours=hours)
             if t.hour >= 17:
                 t = t.add(days=1).replace(hour=8)
-        order_end = max(a.planned_end for a in acts).add(hours=2)
+        order_end = pendulum.instance(max(a.planned_end for a in acts)).add(hours=2)
         address = f"{rng.choice(STREETS)} {rng.randint(1, 120)}, {city}"
         cmds: list[c.Command] = [
             c.CreateOrder(number, kind, bp, bp, address, day.replace(hour=8), order_end,
@@ -122,8 +122,9 @@ def orders(n: int, seed: int, start: pendulum.DateTime,
                 cmds.append(c.SetAssignmentStatus(number, first.line, 1, "Rejected"))
                 rejected = True
             elif roll < 0.6:
-                cmds.append(c.MoveAssignment(number, first.line, 1, first.planned_start.add(
-                    hours=1), first.planned_end.add(hours=1)))
+                hour = pendulum.duration(hours=1)
+                cmds.append(c.MoveAssignment(number, first.line, 1, first.planned_start + hour,
+                                             first.planned_end + hour))
             elif roll < 0.7:
                 other = next(e for e, _ in ENGINEERS if e not in first.engineers)
                 cmds.append(c.Reassign(number, first.line, 1, other))

@@ -29,17 +29,17 @@ from app.sync.mirror import (
     StoredDates,
 )
 
-A = m.Assignment.__table__
-ACT = m.Activity.__table__
-O = m.Order.__table__  # noqa: E741
-AP = m.Appointment.__table__
-P = m.Participant.__table__
-R = m.Reference.__table__
-L = m.RelatedOrder.__table__
-E = m.Employee.__table__
-BP = m.Partner.__table__
-C = m.Contact.__table__
-OC = m.OrderChange.__table__
+A = m.table(m.Assignment)
+ACT = m.table(m.Activity)
+O = m.table(m.Order)  # noqa: E741
+AP = m.table(m.Appointment)
+P = m.table(m.Participant)
+R = m.table(m.Reference)
+L = m.table(m.RelatedOrder)
+E = m.table(m.Employee)
+BP = m.table(m.Partner)
+C = m.table(m.Contact)
+OC = m.table(m.OrderChange)
 
 BATCH = 5000
 ALL_SCOPES = frozenset({"fields", "participants", "references", "link"})
@@ -256,18 +256,18 @@ def _load_parts(conn: Connection, stored: dict[int, Stored], scope: frozenset[st
             s.participants = tuple(parts.get(ap_id, ()))
     if "references" in scope:
         refs: dict[int, list[ReferenceRow]] = defaultdict(list)
-        for r in conn.execute(
+        for ref in conn.execute(
             select(R.c.appointment_id, R.c.sequence, R.c.type, R.c.note)
             .where(R.c.appointment_id.in_(ap_ids))
             .order_by(R.c.appointment_id, R.c.sequence)
         ).all():
-            refs[r[0]].append(ReferenceRow(r[1], r[2], r[3]))
+            refs[ref[0]].append(ReferenceRow(ref[1], ref[2], ref[3]))
         for ap_id, s in stored.items():
             s.references = tuple(refs.get(ap_id, ()))
     if "link" in scope:
-        for r in conn.execute(
+        for link in conn.execute(
             select(L.c.appointment_id, L.c.assignment_id, L.c.order_kind, L.c.order_number,
                    L.c.line, L.c.assignment_number).where(L.c.appointment_id.in_(ap_ids))
         ).all():
-            if r[1] is not None:
-                stored[r[0]].link = LinkRow(r[1], r[2], r[3], r[4], r[5])
+            if link[1] is not None:
+                stored[link[0]].link = LinkRow(link[1], link[2], link[3], link[4], link[5])

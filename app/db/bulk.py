@@ -33,8 +33,25 @@ def _convert(dialect: Dialect, table: Table, columns: tuple[str, ...],
     procs = _processors(dialect, table, columns)
     if not any(procs):
         return [tuple(r) for r in rows]
-    return [tuple(p(v) if p is not None and v is not None else v
-                  for p, v in zip(procs, row, strict=True)) for row in rows]
+    # Fan-outs repeat the same few values (one timestamp, one due date): convert each once.
+    memo: dict[tuple[int, Any], Any] = {}
+
+    def conv(i: int, p: Processor, v: Any) -> Any:
+        if p is None or v is None:
+            return v
+        key = (i, v)
+        if key not in memo:
+            memo[key] = p(v)
+        return memo[key]
+
+    active = [(i, p) for i, p in enumerate(procs) if p is not None]
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, p in active:
+            values[i] = conv(i, p, values[i])
+        out.append(tuple(values))
+    return out
 
 
 @cache

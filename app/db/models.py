@@ -331,8 +331,8 @@ class JournalEntry(Base):
     actor: Mapped[str] = mapped_column(String(60))
     op: Mapped[str] = mapped_column(String(40))
     order_number: Mapped[str | None] = mapped_column(String(30))
-    assignment: Mapped[str | None] = mapped_column(String(60), index=True)
-    appointment_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    assignment: Mapped[str | None] = mapped_column(String(60))
+    appointment_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str] = mapped_column(Text)
 
 

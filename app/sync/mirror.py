@@ -8,6 +8,7 @@ only the difference. `dispatch check` calls the same function, so "in step" has 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -136,6 +137,13 @@ def subject(order: OrderData, activity: ActivityData) -> str:
     return f"{order.number} / {activity.line}: {activity.description}"[:SUBJECT_MAX]
 
 
+@functools.lru_cache(maxsize=4096)
+def _stamp(at: dt.datetime) -> str:
+    """Dated in UTC: the text is shared by everyone, whatever zone they read it in. Cached: a
+    fan-out formats the same few change dates for every activity of an order."""
+    return f"{at:%Y-%m-%d %H:%M}"
+
+
 def information(
     order: OrderData,
     activity: ActivityData,
@@ -154,8 +162,7 @@ def information(
     if latest:
         lines.append("Latest changes:")
         for at, text in reversed(latest):
-            # Dated in UTC: the text is shared by everyone, whatever zone they read it in.
-            lines.append(f"- {at:%Y-%m-%d %H:%M} UTC {text}")
+            lines.append(f"- {_stamp(at)} UTC {text}")
     return "\n".join(lines)
 
 
@@ -204,6 +211,17 @@ def references(order: OrderData, activity: ActivityData, number: int) -> tuple[R
     )
 
 
+def activity_fields(order: OrderData, activity: ActivityData, info: str) -> dict[str, object]:
+    """The fields every appointment of one activity shares: what R12's fan-outs rewrite."""
+    return {
+        "subject": subject(order, activity),
+        "location": order.address,
+        "due_date": order.planned_end,  # R8
+        "information": info,
+        "business_partner": order.sold_to,
+    }
+
+
 def desired_appointment(
     *,
     order: OrderData,
@@ -235,15 +253,12 @@ def desired_appointment(
         "origin_order": order.number,
         "origin_line": activity.line,
         "origin_assignment": assignment.number,
-        "subject": subject(order, activity),
-        "location": order.address,
+        **activity_fields(order, activity, info if info is not None
+                          else information(order, activity, changes)),
         "status": appointment_status(assignment.status),
         "start": start,
         "end": end,
-        "due_date": order.planned_end,  # R8
         "show_time_as": _BUSY,
-        "information": info if info is not None else information(order, activity, changes),
-        "business_partner": order.sold_to,
         "organizer_code": organizer.code,
         "with_contact": with_contact,
         "mirrored_start": planned[0],

@@ -38,10 +38,8 @@ def upgrade() -> None:
     sa.Column('detail', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_journal'))
     )
-    with op.batch_alter_table('journal', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_journal_appointment_id'), ['appointment_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_journal_assignment'), ['assignment'], unique=False)
-
+    # The journal is read by id (live refresh) or scanned (history): no secondary indexes,
+    # which would cost every fan-out one index write per touched appointment.
     op.create_table('partners',
     sa.Column('code', sa.String(length=20), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
@@ -258,10 +256,6 @@ def downgrade() -> None:
 
     op.drop_table('contacts')
     op.drop_table('partners')
-    with op.batch_alter_table('journal', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_journal_assignment'))
-        batch_op.drop_index(batch_op.f('ix_journal_appointment_id'))
-
     op.drop_table('journal')
     op.drop_table('employees')
     # ### end Alembic commands ###

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, func, select
 from app.db import models as m
 from app.sync import state
 from app.sync.coordinator import FINAL_ORDER
-from app.sync.state import ACT, AP, A, L, O, chunks
+from app.sync.state import ACT, AP, A, L, O
 
 PARAMS = m.table(m.Parameters)
 E = m.table(m.Employee)
@@ -18,9 +18,9 @@ E = m.table(m.Employee)
 def violations(conn: Connection) -> Iterator[str]:
     """Every way the data breaks a rule, one readable line each."""
     yield from _parameters(conn)
-    ids = conn.scalars(select(A.c.id).order_by(A.c.id)).all()
-    for part in chunks(ids):
-        batch = state.load_batch(conn, part)
+    low, high = conn.execute(select(func.min(A.c.id), func.max(A.c.id))).one()
+    for start in range(low or 0, (high or -1) + 1, state.BATCH):
+        batch = state.load_batch(conn, id_range=(start, start + state.BATCH - 1))
         for item in batch.items:
             if item.stored is None or item.desired is None:
                 continue

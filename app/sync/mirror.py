@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from app.db.models import (
     AppointmentStatus,
@@ -73,8 +74,7 @@ class StoredDates:
     mirrored_end: dt.datetime
 
 
-@dataclass(frozen=True, slots=True)
-class ParticipantRow:
+class ParticipantRow(NamedTuple):
     seq: int
     type: str
     code: str
@@ -83,15 +83,13 @@ class ParticipantRow:
     email: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class ReferenceRow:
+class ReferenceRow(NamedTuple):
     sequence: int
     type: str
     note: str
 
 
-@dataclass(frozen=True, slots=True)
-class LinkRow:
+class LinkRow(NamedTuple):
     assignment_id: int
     order_kind: str
     order_number: str

@@ -23,9 +23,7 @@ from app.sync.mirror import (
     Desired,
     LinkRow,
     OrderData,
-    ParticipantRow,
     Person,
-    ReferenceRow,
     StoredDates,
 )
 
@@ -61,8 +59,8 @@ class Stored:
     """An appointment as the database has it, with the parts loaded for the scope."""
 
     fields: dict[str, Any]
-    participants: tuple[ParticipantRow, ...] = ()
-    references: tuple[ReferenceRow, ...] = ()
+    participants: tuple[tuple[Any, ...], ...] = ()  # compare equal to ParticipantRow
+    references: tuple[tuple[Any, ...], ...] = ()
     link: LinkRow | None = None
 
 
@@ -143,23 +141,31 @@ def changes_for(
 
 def load_batch(
     conn: Connection,
-    assignment_ids: Collection[int],
+    assignment_ids: Collection[int] = (),
     *,
+    id_range: tuple[int, int] | None = None,
     create: Collection[int] = (),
     params: dict[str, Any] | None = None,
     scope: frozenset[str] = ALL_SCOPES,
 ) -> Batch:
-    """Inputs and stored state for `assignment_ids`; those in `create` get an appointment if
-    they have none and P1 is on (R1)."""
+    """Inputs and stored state for `assignment_ids` (or every id in `id_range`, inclusive,
+    which spares long IN lists when walking the whole table); those in `create` get an
+    appointment if they have none and P1 is on (R1)."""
     batch = Batch()
     ids = list(assignment_ids)
-    if not ids:
+    if id_range is not None:
+        a_filter = A.c.id.between(*id_range)
+        ap_filter = AP.c.assignment_id.between(*id_range)
+    elif ids:
+        a_filter = A.c.id.in_(ids)
+        ap_filter = AP.c.assignment_id.in_(ids)
+    else:
         return batch
     arows = conn.execute(
         select(
             A.c.id, A.c.number, A.c.employee_code, A.c.planned_start, A.c.planned_end,
             A.c.status, A.c.activity_id, A.c.order_id,
-        ).where(A.c.id.in_(ids))
+        ).where(a_filter)
     ).all()
     if not arows:
         return batch
@@ -179,12 +185,14 @@ def load_batch(
     orders = load_orders(conn, order_ids)
     changes = load_changes(conn, order_ids)
 
-    result = conn.execute(select(AP).where(AP.c.assignment_id.in_(ids)))
-    names = list(result.keys())
-    stored_rows = {row["assignment_id"]: row for row in
-                   (dict(zip(names, r, strict=True)) for r in result.all())}
+    stored_rows: dict[int, dict[str, Any]] = {}
+    if id_range is not None or not set(ids) <= set(create):  # new assignments have none yet
+        result = conn.execute(select(AP).where(ap_filter))
+        names = list(result.keys())
+        stored_rows = {row["assignment_id"]: row for row in
+                       (dict(zip(names, r, strict=True)) for r in result.all())}
     stored_by_ap: dict[int, Stored] = {row["id"]: Stored(row) for row in stored_rows.values()}
-    _load_parts(conn, stored_by_ap, scope)
+    _load_parts(conn, stored_by_ap, scope, None if id_range is None else ap_filter)
 
     creating = set(create) if params and params.get("create_crm_appointments") else set()
     codes: set[str] = {r[2] for r in arows}
@@ -239,29 +247,36 @@ def load_batch(
     return batch
 
 
-def _load_parts(conn: Connection, stored: dict[int, Stored], scope: frozenset[str]) -> None:
+def _load_parts(conn: Connection, stored: dict[int, Stored], scope: frozenset[str],
+                ap_filter: Any = None) -> None:
+    """Participants, references and links of `stored`; with `ap_filter` (a condition on
+    appointments) they are selected by a join instead of a list of ids."""
     if not stored:
         return
-    ap_ids = list(stored)
+    ap_ids: Any = list(stored)
+    if ap_filter is not None:
+        ap_ids = select(AP.c.id).where(ap_filter)
+    # Stored rows stay plain tuples: they compare equal to the mirror's NamedTuples, and
+    # building a NamedTuple per stored row costs more than the query.
     if "participants" in scope:
-        parts: dict[int, list[ParticipantRow]] = defaultdict(list)
+        parts: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
         for r in conn.execute(
             select(P.c.appointment_id, P.c.seq, P.c.type, P.c.code, P.c.name, P.c.attendance,
                    P.c.email)
             .where(P.c.appointment_id.in_(ap_ids))
             .order_by(P.c.appointment_id, P.c.seq)
         ).all():
-            parts[r[0]].append(ParticipantRow(r[1], r[2], r[3], r[4], r[5], r[6]))
+            parts[r[0]].append(tuple(r)[1:])
         for ap_id, s in stored.items():
             s.participants = tuple(parts.get(ap_id, ()))
     if "references" in scope:
-        refs: dict[int, list[ReferenceRow]] = defaultdict(list)
+        refs: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
         for ref in conn.execute(
             select(R.c.appointment_id, R.c.sequence, R.c.type, R.c.note)
             .where(R.c.appointment_id.in_(ap_ids))
             .order_by(R.c.appointment_id, R.c.sequence)
         ).all():
-            refs[ref[0]].append(ReferenceRow(ref[1], ref[2], ref[3]))
+            refs[ref[0]].append(tuple(ref)[1:])
         for ap_id, s in stored.items():
             s.references = tuple(refs.get(ap_id, ()))
     if "link" in scope:
@@ -270,4 +285,4 @@ def _load_parts(conn: Connection, stored: dict[int, Stored], scope: frozenset[st
                    L.c.line, L.c.assignment_number).where(L.c.appointment_id.in_(ap_ids))
         ).all():
             if link[1] is not None:
-                stored[link[0]].link = LinkRow(link[1], link[2], link[3], link[4], link[5])
+                stored[link[0]].link = LinkRow(*tuple(link)[1:])

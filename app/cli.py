@@ -15,7 +15,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
 from app.db import repositories as repo
-from app.db.engine import current_revision, head_revision, open_database, read_connection, upgrade
+from app.db.engine import (
+    SchemaError,
+    current_revision,
+    head_revision,
+    open_database,
+    read_connection,
+    upgrade,
+)
 from app.db.models import Role
 from app.sync import commands as c
 from app.sync.coordinator import Change, Coordinator
@@ -96,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DispatchError as exc:
         print(f"dispatch: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except SchemaError as exc:
+        print(f"dispatch: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", exc)).splitlines()[0]
         print(f"dispatch: database error: {first}", file=sys.stderr)

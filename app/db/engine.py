@@ -87,10 +87,27 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
+class SchemaError(Exception):
+    """The database's schema cannot be brought to what this version of dispatch expects."""
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
+    from alembic.util import CommandError
 
-    command.upgrade(alembic_config(url), revision)
+    try:
+        command.upgrade(alembic_config(url), revision)
+    except CommandError as exc:
+        engine = make_engine(url, pool=False)
+        try:
+            found = current_revision(engine)
+        finally:
+            engine.dispose()
+        raise SchemaError(
+            f"the database is at schema revision {found}, which this version of dispatch does"
+            f" not know (its newest is {head_revision(url)}): use a newer dispatch, or another"
+            f" database with --db ({exc})"
+        ) from None
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -197,3 +197,13 @@ def test_real_process_demo_then_check(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("dispatch: line 1: malformed JSON")
+
+
+def test_a_database_from_a_newer_dispatch_gets_a_clear_error(cli: Any, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    code, _, err = cli("list", "assignments")
+    assert code == 2
+    assert err.startswith("dispatch: the database is at schema revision 9999, which this "
+                          "version of dispatch does not know")
+    assert "Traceback" not in err and err.count("\n") == 1

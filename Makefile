@@ -22,8 +22,12 @@ run: migrate
 	$(BIN)/dispatch demo --if-empty
 	$(BIN)/dispatch
 
-test: migrate
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+# The suite keeps its own data folder: a test run never touches the database `make run` uses.
+TEST_DATA := $(CURDIR)/.test-data
+
+test: setup
+	XDG_DATA_HOME=$(TEST_DATA) $(BIN)/dispatch db upgrade
+	XDG_DATA_HOME=$(TEST_DATA) $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python benchmarks/engine.py
@@ -33,4 +37,4 @@ lint: setup
 	$(BIN)/mypy app
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .test-data

@@ -23,9 +23,7 @@ _WRITE = "dispatch_write"
 def make_engine(url: str, *, pool: bool = True) -> Engine:
     """An engine with our SQLite settings; creates the SQLite file's folder if needed."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        ensure_sqlite_folder(url)
         engine = create_engine(
             url,
             connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -34,6 +32,13 @@ def make_engine(url: str, *, pool: bool = True) -> Engine:
         _install_sqlite_hooks(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    """SQLite creates the file but not its folder (the data folder on a first start)."""
+    path = url.split("///", 1)[1] if url.startswith("sqlite") and "///" in url else ""
+    if path and path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:
@@ -95,6 +100,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
     from alembic.util import CommandError
 
+    ensure_sqlite_folder(url)
     try:
         command.upgrade(alembic_config(url), revision)
     except CommandError as exc:

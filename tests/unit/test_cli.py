@@ -207,3 +207,9 @@ def test_a_database_from_a_newer_dispatch_gets_a_clear_error(cli: Any, engine: E
     assert err.startswith("dispatch: the database is at schema revision 9999, which this "
                           "version of dispatch does not know")
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_db_upgrade_creates_the_data_folder_on_a_first_start(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'folder' / 'dispatch.db'}"
+    assert main(["--db", url, "db", "upgrade"]) == 0
+    assert (tmp_path / "new" / "folder" / "dispatch.db").exists()

@@ -116,13 +116,23 @@ def _local(value: dt.datetime, tzid: str) -> dt.datetime:
     return value.astimezone(ZoneInfo(tzid))
 
 
+def _ambiguous(local: dt.datetime) -> bool:
+    return local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset()
+
+
 def to_vevent(ev: EventData, *, dtstamp: dt.datetime) -> icalendar.Event:
     e = icalendar.Event()
     e.add("uid", ev.uid)
     e.add("dtstamp", dtstamp.astimezone(dt.UTC))
     e.add("sequence", ev.sequence)
-    e.add("dtstart", _local(ev.start, ev.tzid))
-    e.add("dtend", _local(ev.end, ev.tzid))
+    for name, value in (("dtstart", ev.start), ("dtend", ev.end)):
+        local = _local(value, ev.tzid)
+        if _ambiguous(local):
+            # The repeated hour at the end of DST: a TZID time there means its first occurrence
+            # (RFC 5545 3.3.5), so write the instant in UTC and keep the zone in a parameter.
+            e.add(name, value.astimezone(dt.UTC), parameters={"X-DISPATCH-TZID": ev.tzid})
+        else:
+            e.add(name, local)
     e.add("summary", ev.subject)
     e.add("location", ev.location)
     e.add("description", ev.information)
@@ -133,9 +143,15 @@ def to_vevent(ev: EventData, *, dtstamp: dt.datetime) -> icalendar.Event:
     e.add("x-dispatch-appointment", str(ev.appointment_id))
     for a in ev.attendees:
         address = vCalAddress(f"mailto:{a.email}" if a.email else urn_for(a.type, a.code))
-        address.params["CN"] = a.name
-        address.params["X-DISPATCH-TYPE"] = a.type
-        address.params["X-DISPATCH-CODE"] = a.code
+        # Parameter values with a backslash: icalendar 7.3's parser reads `\\` as `\` and an
+        # unquoted trailing `\` as an escape (found by the round-trip property test), so
+        # double it and quote the value.
+        if "\\" in a.name + a.code + a.type:
+            address.params.always_quoted = (*address.params.always_quoted, "CN",
+                                            "X-DISPATCH-CODE", "X-DISPATCH-TYPE")
+        address.params["CN"] = _param(a.name)
+        address.params["X-DISPATCH-TYPE"] = _param(a.type)
+        address.params["X-DISPATCH-CODE"] = _param(a.code)
         if a.attendance == ORGANIZER:
             e.add("organizer", address)
             continue
@@ -144,6 +160,10 @@ def to_vevent(ev: EventData, *, dtstamp: dt.datetime) -> icalendar.Event:
         address.params["PARTSTAT"] = "NEEDS-ACTION"
         e.add("attendee", address)
     return e
+
+
+def _param(value: str) -> str:
+    return value.replace("\\", "\\\\")
 
 
 def to_ics(ev: EventData, *, dtstamp: dt.datetime, method: str | None = None) -> bytes:
@@ -274,7 +294,8 @@ def _when(e: icalendar.Event, name: str) -> tuple[dt.datetime, str]:
         raise MalformedEvent(f"{name} is a whole day, not a time")
     if value.tzinfo is None:
         raise MalformedEvent(f"{name} is a floating time (no TZID, no Z)")
-    tzid = str(prop.params.get("TZID") or getattr(value.tzinfo, "key", None) or "UTC")
+    tzid = str(prop.params.get("TZID") or prop.params.get("X-DISPATCH-TZID")
+               or getattr(value.tzinfo, "key", None) or "UTC")
     utc = value.astimezone(dt.UTC)
     if not 1970 <= utc.year <= 2200:
         raise MalformedEvent(f"{name} year {utc.year} is outside 1970-2200")

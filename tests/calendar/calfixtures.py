@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DISPATCHER
+from radicale_server import PASSWORD, USER, Radicale
 from sqlalchemy import Engine, select
 
 from app.calendar import ical
@@ -22,8 +24,6 @@ from app.calendar import sync as calsync
 from app.calendar.caldav_gateway import Gateway
 from app.db import models as m
 from app.sync.coordinator import Coordinator
-from radicale_server import PASSWORD, USER, Radicale
-from conftest import DISPATCHER
 
 PASSWORD_ENV = "DISPATCH_TEST_CALDAV_PASSWORD"
 

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures are imported by name from calfixtures)
 """Two-way sync against a real Radicale: push, pull, conflicts, failures (issue 4)."""
 
 from __future__ import annotations

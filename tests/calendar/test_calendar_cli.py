@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,9 @@ def test_setup_status_sync_export(world: Coordinator, engine: Engine, db_url: st
                                   radicale: Radicale, capsys: pytest.CaptureFixture[str],
                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     world.execute_many([order_cmd(), c.GenerateAssignments("SO-1001")], DISPATCHER)
-    org = radicale.make_calendar("cli-org")
-    eng = radicale.make_calendar("cli-e001")
+    space = uuid.uuid4().hex[:8]
+    org = radicale.make_calendar(f"cli-org-{space}")
+    eng = radicale.make_calendar(f"cli-e001-{space}")
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     code, out, err = _run(capsys, db_url, "setup", "--url", radicale.url, "--organizer-calendar",
                           org, "--engineer", f"E001={eng}", "--username", USER,

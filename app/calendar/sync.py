@@ -239,6 +239,16 @@ def status(engine: Engine, now: dt.datetime | None = None) -> dict[str, Any]:
 
 
 @dataclass
+class _Plan:
+    """What a pull decided: coordinator commands, event state to save, the new sync token."""
+
+    commands: list[c.Command] = field(default_factory=list)
+    state: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    forget: list[tuple[str, int]] = field(default_factory=list)
+    token: tuple[int, str | None] | None = None
+
+
+@dataclass
 class _Item:
     uid: str
     appointment_id: int | None
@@ -322,18 +332,48 @@ class Syncer:
     # ---- journal and moves through the coordinator ----------------------------------------
 
     def _note(self, ap_id: int, detail: str, *, resend: bool = True) -> None:
-        try:
-            self.coord.execute(c.CalendarNote(ap_id, _clean(detail), resend), c.Actor.calendar())
-        except DispatchError as exc:  # the appointment went away meanwhile: nothing to say
-            self.report.errors.append(f"appointment {ap_id}: {exc}")
+        self._apply(_Plan(commands=[c.CalendarNote(ap_id, _clean(detail), resend)]))
 
-    def _move(self, ap_id: int, start: dt.datetime, end: dt.datetime, label: str) -> bool:
-        try:
-            self.coord.execute(c.CalendarMove(ap_id, start, end), c.Actor.calendar())
-            return True
-        except DispatchError as exc:
-            self._note(ap_id, f"calendar: the move in {label} was refused ({exc}); reverted")
-            return False
+    def _apply(self, plan: _Plan) -> set[int]:
+        """Run the plan's moves and notes through the coordinator in one transaction (a refused
+        move becomes a note, a note about a vanished appointment is dropped), then save the
+        plan's event state. Returns the appointments that moved."""
+        commands = list(plan.commands)
+        moved: set[int] = set()
+        while commands:
+            try:
+                self.coord.execute_many(commands, c.Actor.calendar())
+                moved = {x.appointment for x in commands if isinstance(x, c.CalendarMove)}
+                break
+            except DispatchError as exc:
+                i = getattr(exc, "index", None)
+                if i is None or not 0 <= i < len(commands):
+                    self.report.errors.append(str(exc))
+                    break
+                bad = commands.pop(i)
+                if isinstance(bad, c.CalendarMove):
+                    self.report.moved -= 1
+                    self.report.reverted += 1
+                    commands.insert(i, c.CalendarNote(bad.appointment, _clean(
+                        f"calendar: the move in the organizer's calendar was refused ({exc});"
+                        " reverted")))
+                else:
+                    self.report.errors.append(f"appointment {getattr(bad, 'appointment', '?')}:"
+                                              f" {exc}")
+        if plan.state or plan.forget or plan.token is not None:
+            with write_transaction(self.engine) as conn:
+                for (uid, cid), values in plan.state.items():
+                    conn.execute(update(EVENTS).where(EVENTS.c.uid == uid,
+                                                      EVENTS.c.collection_id == cid).values(
+                        **values))
+                for uid, cid in plan.forget:
+                    conn.execute(delete(EVENTS).where(EVENTS.c.uid == uid,
+                                                      EVENTS.c.collection_id == cid))
+                if plan.token is not None:
+                    cid, token = plan.token
+                    conn.execute(update(COLLECTIONS).where(COLLECTIONS.c.id == cid).values(
+                        sync_token=token, last_pull_at=self.now, last_error=None))
+        return moved
 
     # ---- pull -----------------------------------------------------------------------------
 
@@ -349,10 +389,16 @@ class Syncer:
 
     def _pull_collection(self, col: Collection) -> None:
         changes = self.gw.changes(col.url, col.sync_token)
+        names = None if changes.full else [*changes.changed, *changes.deleted]
+        known: dict[str, dict[str, Any]] = {}
+        q = select(EVENTS, ITEMS.c.appointment_id).join(ITEMS, ITEMS.c.uid == EVENTS.c.uid
+                                                        ).where(EVENTS.c.collection_id == col.id)
         with read_connection(self.engine) as conn:
-            known = {r["href"]: dict(r) for r in conn.execute(
-                select(EVENTS, ITEMS.c.appointment_id).join(ITEMS, ITEMS.c.uid == EVENTS.c.uid)
-                .where(EVENTS.c.collection_id == col.id)).mappings()}
+            parts = [None] if names is None else [names[i:i + BATCH]
+                                                  for i in range(0, len(names), BATCH)]
+            for part in parts:
+                sel = q if part is None else q.where(EVENTS.c.href.in_(part))
+                known.update({r["href"]: dict(r) for r in conn.execute(sel).mappings()})
         changed = [h for h, etag in changes.changed.items()
                    if h in known and etag != known[h]["etag"]]
         gone = [h for h in changes.deleted if h in known and known[h]["etag"]]
@@ -360,54 +406,46 @@ class Syncer:
             gone += [h for h, r in known.items()
                      if r["etag"] and h not in changes.changed and h not in gone]
         fetched = self.gw.fetch(col.url, changed)
+        with read_connection(self.engine) as conn:
+            items = _load_items(conn, [known[h]["uid"] for h in changed], self.cfg.tzid)
+        plan = _Plan(token=(col.id, changes.token))
         for href in changed:
             if href not in fetched:
                 gone.append(href)
                 continue
             etag, data = fetched[href]
             self.report.pulled += 1
-            self._inspect(col, known[href], etag, data)
+            item = items.get(known[href]["uid"])
+            self._inspect(col, known[href], etag, data, item.desired if item else None, plan)
         for href in gone:
-            self._event_deleted(col, known[href])
-        with write_transaction(self.engine) as conn:
-            conn.execute(update(COLLECTIONS).where(COLLECTIONS.c.id == col.id).values(
-                sync_token=changes.token, last_pull_at=self.now, last_error=None))
+            self._event_deleted(col, known[href], plan)
+        self._apply(plan)
 
-    def _event_deleted(self, col: Collection, row: dict[str, Any]) -> None:
+    def _event_deleted(self, col: Collection, row: dict[str, Any], plan: _Plan) -> None:
         ap_id = row.get("appointment_id")
-        with write_transaction(self.engine) as conn:
-            if ap_id is None:  # our own deletion is under way, or done: forget it
-                conn.execute(delete(EVENTS).where(EVENTS.c.uid == row["uid"],
-                                                  EVENTS.c.collection_id == col.id))
-                return
-            conn.execute(update(EVENTS).where(EVENTS.c.uid == row["uid"],
-                                              EVENTS.c.collection_id == col.id).values(
-                etag=None, synced_hash=None))
+        if ap_id is None:  # our own deletion is under way, or done: forget it
+            plan.forget.append((row["uid"], col.id))
+            return
+        plan.state[(row["uid"], col.id)] = {"etag": None, "synced_hash": None}
         self.report.recreated += 1
-        self._note(ap_id, f"calendar: the event was deleted in {col.label}; recreated (R9)")
+        plan.commands.append(c.CalendarNote(
+            ap_id, f"calendar: the event was deleted in {col.label}; recreated (R9)"))
 
-    def _inspect(self, col: Collection, row: dict[str, Any], etag: str | None,
-                 data: bytes) -> bool:
+    def _inspect(self, col: Collection, row: dict[str, Any], etag: str | None, data: bytes,
+                 want: ical.EventData | None, plan: _Plan) -> None:
         """Someone else wrote this object. Decide: our echo, an organizer move, an edit to put
-        back, or an unreadable object. Returns True when the appointment was moved."""
+        back, or an unreadable object; add the commands and the new event state to `plan`."""
         ap_id = row.get("appointment_id")
         if ap_id is None:
-            return False
-        with read_connection(self.engine) as conn:
-            want = desired_event(conn, ap_id, self.cfg.tzid)
-        moved = False
+            return
+        key = (row["uid"], col.id)
 
         def adopt(synced: ical.EventData | None) -> None:
-            values: dict[str, Any] = {"etag": etag}
+            values: dict[str, Any] = {"etag": etag, "synced_hash": None}
             if synced is not None:
                 values.update(synced_hash=ical.content_hash(synced), synced_start=synced.start,
                               synced_end=synced.end, synced_sequence=synced.sequence)
-            else:
-                values.update(synced_hash=None)
-            with write_transaction(self.engine) as conn:
-                conn.execute(update(EVENTS).where(EVENTS.c.uid == row["uid"],
-                                                  EVENTS.c.collection_id == col.id).values(
-                    **values))
+            plan.state[key] = values
 
         try:
             got = ical.parse(data)
@@ -416,30 +454,31 @@ class Syncer:
         except ical.MalformedEvent as exc:
             adopt(None)
             self.report.unreadable += 1
-            self._note(ap_id, f"calendar: the event in {col.label} could not be read ({exc});"
-                              " rewritten from the service side")
-            return False
+            plan.commands.append(c.CalendarNote(ap_id, _clean(
+                f"calendar: the event in {col.label} could not be read ({exc});"
+                " rewritten from the service side")))
+            return
         if want is not None and _same(got, want):
             adopt(got)  # our own write coming back, or already what we want
-            return False
+            return
         dates = (got.start, got.end) != (row["synced_start"], row["synced_end"])
         other = ical.content_hash(got) != row["synced_hash"]
         if not dates and not other:
             adopt(got)
-            return False
+            return
         adopt(None)
-        if dates and col.kind == "organizer":
-            moved = self._move(ap_id, got.start, got.end, col.label)
-            if moved:
-                self.report.moved += 1
-        if other or (dates and not moved):
+        move = dates and col.kind == "organizer"
+        if move:
+            self.report.moved += 1
+            plan.commands.append(c.CalendarMove(ap_id, got.start, got.end))
+        if other or (dates and not move):
             fields = ical.differences(got, want) if want else ["the event"]
-            if moved:
+            if move:
                 fields = [f for f in fields if f not in ("start", "end")]
             self.report.reverted += 1
-            self._note(ap_id, f"calendar: {', '.join(fields) or 'the event'} edited in"
-                              f" {col.label}; reverted, the service side wins (R9)")
-        return moved
+            plan.commands.append(c.CalendarNote(ap_id, _clean(
+                f"calendar: {', '.join(fields) or 'the event'} edited in {col.label};"
+                " reverted, the service side wins (R9)")))
 
     # ---- push -----------------------------------------------------------------------------
 
@@ -589,9 +628,10 @@ class Syncer:
                 return ev, server_etag  # ours already (written, not recorded)
             if etag is not None and row is not None and theirs is not None \
                     and theirs.uid == ev.uid:
-                moved = self._inspect(col, {**row, "appointment_id": it.appointment_id},
-                                      server_etag, data)
-                if moved:
+                plan = _Plan()
+                self._inspect(col, {**row, "appointment_id": it.appointment_id},
+                              server_etag, data, ev, plan)
+                if self._apply(plan):  # the organizer moved it: write the moved appointment
                     with read_connection(self.engine) as conn:
                         fresh = desired_event(conn, it.appointment_id or 0, self.cfg.tzid)
                     if fresh is not None:

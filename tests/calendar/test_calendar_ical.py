@@ -133,3 +133,20 @@ def _event() -> ical.EventData:
 
 def _with(ev: ical.EventData, **kw: object) -> ical.EventData:
     return ical.EventData(**{**{f: getattr(ev, f) for f in ev.__dataclass_fields__}, **kw})
+
+
+def test_outlook_zone_names_are_read_through_their_vtimezone() -> None:
+    data = (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VTIMEZONE\r\n"
+            b"TZID:W. Europe Standard Time\r\nBEGIN:STANDARD\r\nDTSTART:16010101T030000\r\n"
+            b"TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10\r\n"
+            b"END:STANDARD\r\nBEGIN:DAYLIGHT\r\nDTSTART:16010101T020000\r\nTZOFFSETFROM:+0100\r\n"
+            b"TZOFFSETTO:+0200\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3\r\nEND:DAYLIGHT\r\n"
+            b"END:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:x\r\n"
+            b"DTSTART;TZID=W. Europe Standard Time:20261207T080000\r\n"
+            b"DTEND;TZID=W. Europe Standard Time:20260707T100000\r\n"
+            b"END:VEVENT\r\nEND:VCALENDAR\r\n")
+    with pytest.raises(ical.MalformedEvent, match="DTEND is not after"):
+        ical.parse(data)
+    ev = ical.parse(data.replace(b"20260707T100000", b"20261207T100000"))
+    assert ev.start == dt.datetime(2026, 12, 7, 7, 0, tzinfo=UTC)  # +01:00 in December
+    assert ev.end - ev.start == dt.timedelta(hours=2)

@@ -147,8 +147,9 @@ def to_vevent(ev: EventData, *, dtstamp: dt.datetime) -> icalendar.Event:
         # unquoted trailing `\` as an escape (found by the round-trip property test), so
         # double it and quote the value.
         if "\\" in a.name + a.code + a.type:
-            address.params.always_quoted = (*address.params.always_quoted, "CN",
-                                            "X-DISPATCH-CODE", "X-DISPATCH-TYPE")
+            quoted: tuple[str, ...] = (*address.params.always_quoted, "CN", "X-DISPATCH-CODE",
+                                       "X-DISPATCH-TYPE")
+            address.params.always_quoted = quoted  # type: ignore[assignment]
         address.params["CN"] = _param(a.name)
         address.params["X-DISPATCH-TYPE"] = _param(a.type)
         address.params["X-DISPATCH-CODE"] = _param(a.code)
@@ -217,7 +218,7 @@ def parse(data: bytes | str) -> EventData:
     if e.get("RRULE") is not None or e.get("RECURRENCE-ID") is not None:
         raise MalformedEvent("a recurring event cannot mirror one appointment")
     try:
-        return _read_event(e)
+        return _read_event(e)  # type: ignore[arg-type]
     except MalformedEvent:
         raise
     except Exception as exc:

@@ -22,7 +22,6 @@ from typing import Any
 import pendulum
 from sqlalchemy import Connection, Table, func, insert, select, update
 
-from app.calendar.ical import new_uid
 from app.db import models as m
 
 SETTINGS: Table = m.CalendarSettings.__table__  # type: ignore[assignment]
@@ -62,6 +61,8 @@ def enqueue_hook(conn: Connection, changed: Collection[int], deleted: Collection
 
 def ensure_items(conn: Connection, appointment_ids: Sequence[int]) -> list[str]:
     """The UIDs of these appointments, creating the missing ones."""
+    from app.calendar.ical import new_uid  # lazily: every Coordinator imports this module
+
     out: list[str] = []
     for part in _chunks(list(appointment_ids)):
         have = dict(conn.execute(select(ITEMS.c.appointment_id, ITEMS.c.uid).where(

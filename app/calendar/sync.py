@@ -160,9 +160,9 @@ def setup(engine: Engine, *, server_url: str, organizer_calendar: str | None,
         if not re.match(r"^https?://[^\s/]+", u):
             raise ConfigError(f"calendar URL {u!r} is not an http(s) URL")
     with write_transaction(engine) as conn:
-        for code in engineers:
-            if conn.scalar(select(E.c.code).where(E.c.code == code)) is None:
-                raise ConfigError(f"employee {code!r} does not exist")
+        for employee in engineers:
+            if conn.scalar(select(E.c.code).where(E.c.code == employee)) is None:
+                raise ConfigError(f"employee {employee!r} does not exist")
     if check:
         gw = Gateway(server_url, username, read_password(password_env, password_file))
         try:
@@ -180,7 +180,7 @@ def setup(engine: Engine, *, server_url: str, organizer_calendar: str | None,
         wanted: list[tuple[str, str | None, str]] = []
         if organizer_calendar:
             wanted.append(("organizer", None, organizer_calendar))
-        wanted += [("engineer", code, url) for code, url in engineers.items()]
+        wanted += [("engineer", eng_code, url) for eng_code, url in engineers.items()]
         for kind, code, url in wanted:
             cond = (COLLECTIONS.c.kind == kind) & (
                 COLLECTIONS.c.employee_code.is_(None) if code is None
@@ -546,8 +546,7 @@ class Syncer:
                 for cid in targets:
                     col = self._collection(cid)
                     assert col is not None
-                    row = it.events.get(cid)
-                    written, etag = self._put(col, it, ev, row)
+                    written, etag = self._put(col, it, ev, it.events.get(cid))
                     if written is not ev:  # moved meanwhile (a 412 showed an organizer move)
                         ev = written
                         seq_sig = (ev.sequence, ical.significant_hash(ev))

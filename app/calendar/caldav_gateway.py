@@ -75,9 +75,9 @@ class Gateway:
                  *, timeout: int = 15) -> None:
         # Basic auth up front: negotiating costs a 401 round trip, and servers (Radicale) delay
         # answers to unauthenticated requests by about a second.
-        self.client = DAVClient(url=url,  # type: ignore[operator] username=username, password=password, timeout=timeout,
-                                enable_rfc6764=False,
-                                auth_type="basic" if username else None)
+        self.client = DAVClient(  # type: ignore[operator]
+            url=url, username=username, password=password, timeout=timeout,
+            enable_rfc6764=False, auth_type="basic" if username else None)
 
     def close(self) -> None:
         self.client.close()

@@ -27,6 +27,7 @@ test: migrate
 
 bench: setup
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/calendar.py
 
 lint: setup
 	$(BIN)/ruff check app tests benchmarks migrations

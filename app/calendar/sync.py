@@ -772,5 +772,5 @@ def export(engine: Engine, *, appointment_ids: Sequence[int] | None = None,
             ev = ical.cancel(ev)
         events.append(ev)
     if method is None:
-        return [(0, ical.to_calendar(events, dtstamp=now).to_ical())]
+        return [(0, ical.to_calendar(events, dtstamp=now))]
     return [(ev.appointment_id, ical.to_ics(ev, dtstamp=now, method=method)) for ev in events]

@@ -491,8 +491,9 @@ class Syncer:
                 if not force:
                     latest = func.max(OUTBOX.c.next_attempt_at)
                     q = q.having(or_(latest.is_(None), latest <= self.now))
+                if self._tried:  # once per round: rows queued meanwhile wait for the next one
+                    q = q.where(OUTBOX.c.uid.not_in(list(self._tried)))
                 batch = [r.uid for r in conn.execute(q.order_by("first").limit(BATCH))]
-                batch = [u for u in batch if u not in self._tried]
                 if not batch:
                     return
                 items = _load_items(conn, batch, self.cfg.tzid)

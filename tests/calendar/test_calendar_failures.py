@@ -191,3 +191,42 @@ def test_nothing_is_queued_without_a_calendar(world: Coordinator, engine: Engine
     with read_connection(engine) as conn:
         assert conn.scalar(select(func.count()).select_from(m.CalendarOutbox)) == 0
         assert sync_state(conn, out[1].appointments[0]) == "off"
+
+
+def test_a_refusing_calendar_shows_as_error_and_the_rest_goes_on(cal: Cal) -> None:
+    from app.calendar import sync as calsync
+
+    missing = cal.server.collection_url("nobody-" + cal.organizer_url.split("/")[-3])
+    calsync.setup(cal.engine, server_url=cal.server.url, organizer_calendar=cal.organizer_url,
+                  engineers={"E002": missing}, username="dispatch",
+                  password_env="DISPATCH_TEST_CALDAV_PASSWORD")
+    ids = _ids(cal, engineers=("E002", "E001"))
+    report = cal.sync()
+    assert report.errors and report.unavailable is None, report.summary()
+    with read_connection(cal.engine) as conn:
+        states = sync_states(conn, ids)
+    errors = [s for s in states.values() if s.startswith("error: ")]
+    assert len(errors) == 1 and "409" in errors[0], states  # E002's calendar is not there
+    assert list(states.values()).count("synced") == 1, states  # E001's went through
+    assert len(cal.listing()) == 2  # the organizer's calendar has both
+
+
+def test_run_loop_runs_rounds_until_stopped(cal: Cal) -> None:
+    import threading
+
+    from app.calendar import sync as calsync
+
+    _ids(cal)
+    stop = threading.Event()
+    reports: list[calsync.SyncReport] = []
+
+    def on_report(report: calsync.SyncReport) -> None:
+        reports.append(report)
+        stop.set()
+
+    worker = threading.Thread(target=calsync.run_loop, args=(cal.engine, stop),
+                              kwargs={"interval": 0.05, "on_report": on_report})
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive()
+    assert reports and reports[0].pushed == 3, [r.summary() for r in reports]

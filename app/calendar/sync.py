@@ -246,6 +246,7 @@ class _Plan:
     state: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     forget: list[tuple[str, int]] = field(default_factory=list)
     token: tuple[int, str | None] | None = None
+    sequences: dict[str, int] = field(default_factory=dict)  # uid -> a SEQUENCE seen there
 
 
 @dataclass
@@ -360,8 +361,12 @@ class Syncer:
                 else:
                     self.report.errors.append(f"appointment {getattr(bad, 'appointment', '?')}:"
                                               f" {exc}")
-        if plan.state or plan.forget or plan.token is not None:
+        if plan.state or plan.forget or plan.token is not None or plan.sequences:
             with write_transaction(self.engine) as conn:
+                for uid, seen in plan.sequences.items():  # ours stays above any client's
+                    conn.execute(update(ITEMS).where(ITEMS.c.uid == uid,
+                                                     ITEMS.c.sequence < seen).values(
+                        sequence=seen))
                 for (uid, cid), values in plan.state.items():
                     conn.execute(update(EVENTS).where(EVENTS.c.uid == uid,
                                                       EVENTS.c.collection_id == cid).values(
@@ -467,6 +472,8 @@ class Syncer:
             adopt(got)
             return
         adopt(None)
+        if want is not None and got.sequence > want.sequence:
+            plan.sequences[row["uid"]] = got.sequence
         move = dates and col.kind == "organizer"
         if move:
             self.report.moved += 1

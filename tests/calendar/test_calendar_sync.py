@@ -112,13 +112,14 @@ def test_kept_appointment_keeps_its_event(cal: Cal) -> None:
     assert ids[0] in {e.appointment_id for e in cal.listing(cal.engineer_urls["E001"]).values()}
 
 
-def _organizer_moves(cal: Cal, ap_id: int, start: str, end: str) -> None:
+def _organizer_moves(cal: Cal, ap_id: int, start: str, end: str, sequence: int = 0) -> None:
     href = cal.href(ap_id)
     etag, data = cal.raw(cal.organizer_url, href)
     text = data.decode()
     ev = ical.parse(data)
     moved = ical.EventData(**{**{f: getattr(ev, f) for f in ev.__dataclass_fields__},
-                              "start": at(start), "end": at(end)})
+                              "start": at(start), "end": at(end),
+                              "sequence": max(sequence, ev.sequence)})
     body = ical.to_ics(moved, dtstamp=at("2026-12-01 10:00"))
     assert "SUMMARY" in text
     assert cal.put_raw(cal.organizer_url, href, body, etag) == 204
@@ -151,8 +152,9 @@ def test_organizer_move_with_p4_on_moves_the_assignment(cal: Cal) -> None:
                       DISPATCHER)
     ids = _one_order(cal)
     cal.sync()
-    _organizer_moves(cal, ids[0], "2026-12-11 08:30", "2026-12-11 12:30")
+    _organizer_moves(cal, ids[0], "2026-12-11 08:30", "2026-12-11 12:30", sequence=4)
     assert cal.sync().moved == 1
+    assert cal.listing()[cal.href(ids[0])].sequence == 5  # above the client's own SEQUENCE
     with read_connection(cal.engine) as conn:
         ap = conn.execute(select(m.Appointment.__table__).where(
             m.Appointment.id == ids[0])).one()

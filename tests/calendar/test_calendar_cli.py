@@ -8,8 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from calfixtures import PASSWORD_ENV, radicale  # noqa: F401  (fixtures)
-from conftest import DISPATCHER, order_cmd
+from calfixtures import DISPATCHER, PASSWORD_ENV, order_cmd, radicale  # noqa: F401
 from radicale_server import PASSWORD, USER, Radicale
 from sqlalchemy import Engine
 

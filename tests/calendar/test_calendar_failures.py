@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from calfixtures import Cal, cal, make_cal, own_radicale, radicale  # noqa: F401  (fixtures)
-from conftest import DISPATCHER, at, order_cmd
+from calfixtures import DISPATCHER, Cal, at, cal, make_cal, order_cmd, own_radicale, radicale  # noqa: F401  (fixtures)
 from radicale_server import Radicale
 from sqlalchemy import Engine, delete, func, select, update
 

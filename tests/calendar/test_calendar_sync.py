@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from calfixtures import Cal, cal, own_radicale, radicale  # noqa: F401  (fixtures)
-from conftest import DISPATCHER, at, order_cmd
+from calfixtures import DISPATCHER, Cal, at, cal, order_cmd, own_radicale, radicale  # noqa: F401
 from sqlalchemy import select
 
 from app.calendar import ical

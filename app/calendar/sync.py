@@ -215,7 +215,8 @@ def status(engine: Engine, now: dt.datetime | None = None) -> dict[str, Any]:
         rows = conn.execute(select(COLLECTIONS)).mappings().all()
         queued = conn.scalar(select(func.count(func.distinct(OUTBOX.c.uid))))
         waiting = conn.scalar(select(func.count(func.distinct(OUTBOX.c.uid))).where(
-            OUTBOX.c.next_attempt_at > now))
+            OUTBOX.c.next_attempt_at > now, or_(OUTBOX.c.last_error.is_(None),
+                                                OUTBOX.c.last_error.not_like(PERMANENT + "%"))))
         failed = conn.scalar(select(func.count(func.distinct(OUTBOX.c.uid))).where(
             OUTBOX.c.last_error.like(PERMANENT + "%")))
         synced = conn.scalar(select(func.count(func.distinct(EVENTS.c.uid))).where(

@@ -31,6 +31,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/calendar.py
 
 lint: setup
 	$(BIN)/ruff check app tests benchmarks migrations

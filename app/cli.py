@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub = db.add_subparsers(dest="db_command", required=True)
     dbsub.add_parser("upgrade")
     dbsub.add_parser("current")
+    _add_calendar_parser(sub)
     return p
 
 
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     handler = {
         "demo": cmd_demo, "apply": cmd_apply, "show": cmd_show, "list": cmd_list,
         "check": cmd_check, "history": cmd_history, "users": cmd_users,
+        "calendar": cmd_calendar,
     }[args.command]
     return handler(engine, settings, args)
 
@@ -415,6 +417,118 @@ def cmd_users(engine: Engine, settings: Settings, args: argparse.Namespace) -> i
         for u in repo.users(conn):
             print(f"{u['name']:<20} {u['role']:<11} {u['employee_code'] or ''}")
     return EXIT_OK
+
+
+# ---- calendar (issue 4): parse and print only; the work is in app/calendar ------------------
+
+
+def _add_calendar_parser(sub: Any) -> None:
+    cal = sub.add_parser("calendar", help="sync with the organizer's calendar (CalDAV, iCalendar)")
+    csub = cal.add_subparsers(dest="calendar_command", required=True)
+    st = csub.add_parser("setup", help="the calendar server and collections (no password stored)")
+    st.add_argument("--url", help="the CalDAV server URL")
+    st.add_argument("--organizer-calendar", help="URL of the organizer's calendar collection")
+    st.add_argument("--engineer", action="append", default=[], metavar="CODE=URL",
+                    help="an engineer's calendar collection (R16); repeat for more")
+    st.add_argument("--username")
+    pw = st.add_mutually_exclusive_group()
+    pw.add_argument("--password-env", metavar="VAR",
+                    help="environment variable holding the password (default"
+                         " DISPATCH_CALDAV_PASSWORD when --username is given)")
+    pw.add_argument("--password-file", metavar="PATH", help="file holding the password")
+    st.add_argument("--tz", default=None, help="TZID of the events (default: DISPATCH_TZ)")
+    st.add_argument("--check", action="store_true", help="ask the server for each calendar first")
+    st.add_argument("--off", action="store_true", help="stop queueing changes for the calendar")
+    ss = csub.add_parser("status", help="configuration, queue and last pull")
+    ss.add_argument("--json", action="store_true")
+    sy = csub.add_parser("sync", help="pull the calendars, then push the queued changes")
+    sy.add_argument("--pull-only", action="store_true")
+    sy.add_argument("--push-only", action="store_true")
+    sy.add_argument("--json", action="store_true")
+    ex = csub.add_parser("export", help="iCalendar file(s) for import, or iTIP REQUEST/CANCEL")
+    ex.add_argument("--out", default="-", help="one .ics with every event (default: stdout)")
+    ex.add_argument("--itip", metavar="DIR", help="one iTIP file per appointment into DIR")
+    ex.add_argument("--cancel", action="store_true", help="with --itip: METHOD:CANCEL")
+    ex.add_argument("--appointment", type=int, action="append", default=[], metavar="ID")
+
+
+def cmd_calendar(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.calendar import sync as calsync
+    from app.calendar.caldav_gateway import ConfigError, ServerRefused, Unavailable
+
+    try:
+        if args.calendar_command == "setup":
+            if args.off:
+                print(calsync.disable(engine))
+                return EXIT_OK
+            if not args.url or not args.organizer_calendar and not args.engineer:
+                raise CliError("calendar setup needs --url and --organizer-calendar"
+                               " (or --engineer CODE=URL)")
+            engineers: dict[str, str] = {}
+            for item in args.engineer:
+                code, sep, url = item.partition("=")
+                if not sep or not code or not url:
+                    raise CliError(f"--engineer {item!r} is not CODE=URL")
+                engineers[code] = url
+            password_env = args.password_env or (
+                "DISPATCH_CALDAV_PASSWORD" if args.username and not args.password_file else None)
+            print(calsync.setup(
+                engine, server_url=args.url, organizer_calendar=args.organizer_calendar,
+                engineers=engineers, username=args.username, password_env=password_env,
+                password_file=args.password_file, tzid=args.tz or settings.tz,
+                check=args.check))
+            return EXIT_OK
+        if args.calendar_command == "status":
+            info = calsync.status(engine)
+            if args.json:
+                print(json.dumps(info))
+            elif not info["configured"]:
+                print("no calendar is set up: dispatch calendar setup --url ... ")
+            else:
+                print(f"server   {info['server']} (user {info['username'] or '-'}, password"
+                      f" from {info['password_from']}){'' if info['enabled'] else ' - OFF'}")
+                print(f"events   TZID {info['tzid']}; {info['appointments_synced']} appointments"
+                      f" synced, {info['queued']} queued, {info['retrying']} waiting to retry,"
+                      f" {info['errors']} refused")
+                for col in info["calendars"]:
+                    who = "organizer" if col["kind"] == "organizer" else col["employee"]
+                    print(f"calendar {who:<10} {col['url']}  last pull"
+                          f" {col['last_pull'] or 'never'}"
+                          + (f"  error: {col['last_error']}" if col["last_error"] else ""))
+                if info["last_error"]:
+                    print(f"last error: {info['last_error']}")
+            return EXIT_OK
+        if args.calendar_command == "sync":
+            report = calsync.sync_once(engine, pull=not args.push_only,
+                                       push=not args.pull_only, force=True)
+            print(json.dumps(report.to_json()) if args.json else report.summary())
+            return EXIT_REFUSED if report.unavailable or report.errors else EXIT_OK
+        # export
+        if args.itip:
+            files = calsync.export(engine, appointment_ids=args.appointment or None,
+                                   method="CANCEL" if args.cancel else "REQUEST")
+            folder = Path(args.itip)
+            folder.mkdir(parents=True, exist_ok=True)
+            for ap_id, data in files:
+                (folder / f"appointment-{ap_id}.ics").write_bytes(data)
+            print(f"wrote {len(files)} iTIP {'CANCEL' if args.cancel else 'REQUEST'} file(s)"
+                  f" to {folder}")
+            return EXIT_OK
+        if args.cancel:
+            raise CliError("--cancel goes with --itip DIR")
+        [(_, data)] = calsync.export(engine, appointment_ids=args.appointment or None)
+        if args.out == "-":
+            sys.stdout.write(data.decode())
+        else:
+            Path(args.out).write_bytes(data)
+            print(f"wrote {args.out}")
+        return EXIT_OK
+    except (ConfigError, ServerRefused, Unavailable) as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -345,6 +345,92 @@ class User(Base):
     employee_code: Mapped[str | None] = mapped_column(ForeignKey("employees.code"))
 
 
+# ---- the calendar side (app/calendar): sync state, never domain data ---------------------
+
+
+class CalendarSettings(Base):
+    """Where the calendar server is (single row, id 1). The password is never stored: it is read
+    from the environment variable or the file named here."""
+
+    __tablename__ = "calendar_settings"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server_url: Mapped[str] = mapped_column(String(300))
+    username: Mapped[str | None] = mapped_column(String(120))
+    password_env: Mapped[str | None] = mapped_column(String(120))
+    password_file: Mapped[str | None] = mapped_column(String(500))
+    tzid: Mapped[str] = mapped_column(String(60))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CalendarCollection(Base):
+    """A calendar collection we write to: the organizer's (pulled, R15) or an engineer's (R16)."""
+
+    __tablename__ = "calendar_collections"
+    __table_args__ = (
+        CheckConstraint("kind IN ('organizer', 'engineer')", name="kind"),
+        UniqueConstraint("kind", "employee_code"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    employee_code: Mapped[str | None] = mapped_column(String(20))
+    url: Mapped[str] = mapped_column(String(500), unique=True)
+    sync_token: Mapped[str | None] = mapped_column(Text)
+    last_pull_at: Mapped[pendulum.DateTime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class CalendarItem(Base):
+    """An appointment's calendar identity: its UID (random, never reused) and our SEQUENCE.
+
+    Keyed by UID, not by appointment: when the appointment is deleted `appointment_id` becomes
+    NULL and the row lives on until the events are deleted from the server."""
+
+    __tablename__ = "calendar_items"
+
+    uid: Mapped[str] = mapped_column(String(80), primary_key=True)
+    appointment_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    significant_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class CalendarEvent(Base):
+    """One stored calendar object: where it is, its ETag, and what we last wrote there."""
+
+    __tablename__ = "calendar_events"
+    __table_args__ = (UniqueConstraint("collection_id", "href"),)
+
+    uid: Mapped[str] = mapped_column(
+        ForeignKey("calendar_items.uid", ondelete="CASCADE"), primary_key=True
+    )
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    href: Mapped[str] = mapped_column(String(300))
+    etag: Mapped[str | None] = mapped_column(String(200))
+    synced_hash: Mapped[str | None] = mapped_column(String(64))
+    synced_start: Mapped[pendulum.DateTime | None] = mapped_column(UTCDateTime())
+    synced_end: Mapped[pendulum.DateTime | None] = mapped_column(UTCDateTime())
+    synced_sequence: Mapped[int | None] = mapped_column(Integer)
+    synced_at: Mapped[pendulum.DateTime | None] = mapped_column(UTCDateTime())
+
+
+class CalendarOutbox(Base):
+    """Work for the push: written in the transaction of the appointment change."""
+
+    __tablename__ = "calendar_outbox"
+    __table_args__ = (Index("ix_calendar_outbox_uid_id", "uid", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(80))
+    enqueued_at: Mapped[pendulum.DateTime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[pendulum.DateTime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 def table(model: type[Base]) -> Table:
     """The Core table of a model, typed as such (for set-based statements)."""
     return cast(Table, model.__table__)

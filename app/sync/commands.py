@@ -238,6 +238,18 @@ class CalendarMove(Command):
 
 
 @dataclass(frozen=True)
+class CalendarNote(Command):
+    """The calendar sync reports what it did to an appointment's event (reverted an edit, recreated
+    a deleted event, could not read one); with `resend` the event is queued to be written again.
+    Only the calendar actor issues it, so the journal says so in the coordinator's transaction."""
+
+    op = "calendar_note"
+    appointment: int
+    detail: str
+    resend: bool = True
+
+
+@dataclass(frozen=True)
 class AddUser(Command):
     op = "add_user"
     name: str

@@ -117,6 +117,11 @@ class Coordinator:
         self.engine = engine
         self.clock = clock or (lambda: pendulum.now("UTC"))
         self.appointment_hooks: list[AppointmentHook] = []
+        # The calendar outbox (app/calendar): every appointment change is queued for the calendar
+        # in its own transaction, whichever process made it. A no-op until a calendar is set up.
+        from app.calendar.outbox import enqueue_hook
+
+        self.appointment_hooks.append(enqueue_hook)
         self._handlers: dict[type, Callable[[_Tx, Any], str]] = {
             c.UpsertEmployee: self._upsert_employee,
             c.UpsertPartner: self._upsert_partner,
@@ -135,6 +140,7 @@ class Coordinator:
             c.DeleteAssignment: self._delete,
             c.EditAppointment: self._edit_appointment,
             c.CalendarMove: self._calendar_move,
+            c.CalendarNote: self._calendar_note,
             c.AddUser: self._add_user,
         }
 
@@ -987,6 +993,14 @@ class Coordinator:
         self._resync(tx, [row["id"]], scope=frozenset({"fields"}))
         return summary + f"; assignment {key} follows (P4)"
 
+    def _calendar_note(self, tx: _Tx, cmd: c.CalendarNote) -> str:
+        ap = self._appointment(tx, cmd.appointment)
+        detail = _text(cmd.detail, "detail", MAX_LEN["information"])
+        tx.log(detail, order=ap["origin_order"], appointment=ap["id"])
+        if cmd.resend:
+            self._notify_hooks(tx, [ap["id"]], ())
+        return detail
+
 
 # ---- helpers ------------------------------------------------------------------------------
 
@@ -1008,6 +1022,10 @@ _PARAM_LABEL = {
 def _authorize(tx: _Tx, command: c.Command) -> None:
     """Who may do what, whatever the interface: the console hides keys, this refuses."""
     role = tx.actor.role
+    if isinstance(command, c.CalendarNote):
+        if role != Role.CALENDAR:
+            raise Refused("only the calendar sync writes calendar notes", field="appointment")
+        return
     if isinstance(command, c.CalendarMove):
         if role != Role.CALENDAR:
             raise Refused("R15: only the organizer's calendar moves an appointment; move the"

@@ -31,7 +31,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/engine.py
-	$(BIN)/python benchmarks/calendar.py
+	$(BIN)/python benchmarks/calendar_sync.py
 
 lint: setup
 	$(BIN)/ruff check app tests benchmarks migrations

@@ -17,20 +17,13 @@ share taken as equal on both sides.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# This file is called calendar.py and Python puts its folder first on sys.path, where it would
-# shadow the standard library's `calendar` (imported by dateutil, http.cookiejar...).
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.modules.pop("calendar", None)
-
 import argparse  # noqa: E402
 import base64  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
+import os
 import statistics  # noqa: E402
+import sys
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402

@@ -595,8 +595,12 @@ class Coordinator:
         status = _order_status(cmd.status)
         if status in FROZEN_ORDER:
             raise Refused(f"a new order cannot start {status.value}", field="status")
-        self._partner(tx, _text(cmd.sold_to, "sold_to"), field_name="sold_to")
-        self._partner(tx, _text(cmd.ship_to, "ship_to"), field_name="ship_to")
+        known = set(tx.conn.scalars(select(BP.c.code).where(BP.c.code.in_(
+            [_text(cmd.sold_to, "sold_to"), _text(cmd.ship_to, "ship_to")]))))
+        for name in ("sold_to", "ship_to"):
+            if getattr(cmd, name) not in known:
+                raise NotFound(f"business partner {getattr(cmd, name)!r} does not exist",
+                               field=name)
         if cmd.contact:
             self._contact(tx, cmd.contact, cmd.sold_to)
         start, end = _dates(cmd.planned_start, cmd.planned_end)
@@ -644,11 +648,13 @@ class Coordinator:
                            ) -> None:
         if not specs:
             return
-        ids = list(tx.conn.scalars(
-            insert(ACT).returning(ACT.c.id, sort_by_parameter_order=True),
-            [{"order_id": order_id, "line": s.line, "description": s.description,
-              "planned_start": s.planned_start, "planned_end": s.planned_end, "version": 1}
-             for s in specs]))
+        bulk.insert_rows(tx.conn, ACT, ("order_id", "line", "description", "planned_start",
+                                        "planned_end", "version"),
+                         [(order_id, s.line, s.description, s.planned_start, s.planned_end, 1)
+                          for s in specs])
+        by_line = dict(tx.conn.execute(select(ACT.c.line, ACT.c.id).where(
+            ACT.c.order_id == order_id, ACT.c.line.in_([s.line for s in specs]))).all())
+        ids = [by_line[s.line] for s in specs]
         rows = [{"activity_id": act_id, "employee_code": code}
                 for act_id, spec in zip(ids, specs, strict=True) for code in spec.engineers]
         if rows:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import BindParameter, Connection, bindparam, select
 from sqlalchemy.orm import aliased
 
 from app.db import models as m
@@ -81,12 +81,35 @@ class Batch:
     items: list[Item] = field(default_factory=list)
 
 
+# Statements built once: constructing a select costs more than SQLite running it, and every
+# command loads a batch. `ids` is an expanding parameter.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_PEOPLE = select(E.c.code, E.c.name, E.c.email).where(E.c.code.in_(_IDS))
+_ASSIGNMENT_COLUMNS = (A.c.id, A.c.number, A.c.employee_code, A.c.planned_start,
+                       A.c.planned_end, A.c.status, A.c.activity_id, A.c.order_id)
+_ASSIGNMENTS = select(*_ASSIGNMENT_COLUMNS).where(A.c.id.in_(_IDS))
+_ACTIVITIES = select(ACT.c.id, ACT.c.line, ACT.c.description).where(ACT.c.id.in_(_IDS))
+_ENGINEERS_OF = select(A.c.activity_id, A.c.employee_code).where(A.c.activity_id.in_(_IDS))
+_STORED = select(AP).where(AP.c.assignment_id.in_(_IDS))
+_CHANGES = (select(OC.c.order_id, OC.c.activity_id, OC.c.at, OC.c.text)
+            .where(OC.c.order_id.in_(_IDS)).order_by(OC.c.id))
+_SOLD, _SHIP = aliased(BP, name="sold"), aliased(BP, name="ship")
+_ORDERS = (
+    select(
+        O.c.id, O.c.number, O.c.kind, O.c.sold_to, _SOLD.c.name, O.c.ship_to, _SHIP.c.name,
+        O.c.contact, C.c.name, C.c.email, O.c.address, O.c.planned_end,
+    )
+    .join(_SOLD, _SOLD.c.code == O.c.sold_to)
+    .join(_SHIP, _SHIP.c.code == O.c.ship_to)
+    .outerjoin(C, C.c.code == O.c.contact)
+    .where(O.c.id.in_(_IDS))
+)
+
+
 def load_people(conn: Connection, codes: Collection[str]) -> dict[str, Person]:
     people: dict[str, Person] = {}
     for part in _str_chunks(codes):
-        for code, name, email in conn.execute(
-            select(E.c.code, E.c.name, E.c.email).where(E.c.code.in_(part))
-        ).all():
+        for code, name, email in conn.execute(_PEOPLE, {"ids": part}).all():
             people[code] = Person(code, name, email)
     return people
 
@@ -98,20 +121,8 @@ def _str_chunks(items: Collection[str], size: int = BATCH) -> Iterator[list[str]
 
 
 def load_orders(conn: Connection, order_ids: Collection[int]) -> dict[int, OrderData]:
-    sold = aliased(BP, name="sold")
-    ship = aliased(BP, name="ship")
-    stmt = (
-        select(
-            O.c.id, O.c.number, O.c.kind, O.c.sold_to, sold.c.name, O.c.ship_to, ship.c.name,
-            O.c.contact, C.c.name, C.c.email, O.c.address, O.c.planned_end,
-        )
-        .join(sold, sold.c.code == O.c.sold_to)
-        .join(ship, ship.c.code == O.c.ship_to)
-        .outerjoin(C, C.c.code == O.c.contact)
-        .where(O.c.id.in_(list(order_ids)))
-    )
     out: dict[int, OrderData] = {}
-    for r in conn.execute(stmt).all():
+    for r in conn.execute(_ORDERS, {"ids": list(order_ids)}).all():
         contact = Person(r[7], r[8], r[9]) if r[7] else None
         out[r[0]] = OrderData(r[0], r[1], r[2], r[3], r[4], r[5], r[6], contact, r[10], r[11])
     return out
@@ -121,12 +132,8 @@ def load_changes(
     conn: Connection, order_ids: Collection[int]
 ) -> dict[int, list[tuple[int | None, dt.datetime, str]]]:
     out: dict[int, list[tuple[int | None, dt.datetime, str]]] = defaultdict(list)
-    stmt = (
-        select(OC.c.order_id, OC.c.activity_id, OC.c.at, OC.c.text)
-        .where(OC.c.order_id.in_(list(order_ids)))
-        .order_by(OC.c.id)
-    )
-    for order_id, activity_id, at, text in conn.execute(stmt).all():
+    for order_id, activity_id, at, text in conn.execute(
+            _CHANGES, {"ids": list(order_ids)}).all():
         out[order_id].append((activity_id, at, text))
     return out
 
@@ -153,46 +160,38 @@ def load_batch(
     appointment if they have none and P1 is on (R1)."""
     batch = Batch()
     ids = list(assignment_ids)
+    ap_filter: Any = None
     if id_range is not None:
-        a_filter = A.c.id.between(*id_range)
         ap_filter = AP.c.assignment_id.between(*id_range)
+        arows = conn.execute(select(*_ASSIGNMENT_COLUMNS).where(A.c.id.between(*id_range))
+                             ).all()
     elif ids:
-        a_filter = A.c.id.in_(ids)
-        ap_filter = AP.c.assignment_id.in_(ids)
+        arows = conn.execute(_ASSIGNMENTS, {"ids": ids}).all()
     else:
         return batch
-    arows = conn.execute(
-        select(
-            A.c.id, A.c.number, A.c.employee_code, A.c.planned_start, A.c.planned_end,
-            A.c.status, A.c.activity_id, A.c.order_id,
-        ).where(a_filter)
-    ).all()
     if not arows:
         return batch
     activity_ids = {r[6] for r in arows}
     order_ids = {r[7] for r in arows}
     activities = {
         r[0]: ActivityData(r[0], r[1], r[2])
-        for r in conn.execute(
-            select(ACT.c.id, ACT.c.line, ACT.c.description).where(ACT.c.id.in_(activity_ids))
-        ).all()
+        for r in conn.execute(_ACTIVITIES, {"ids": list(activity_ids)}).all()
     }
     engineers_of: dict[int, set[str]] = defaultdict(set)
-    for act_id, code in conn.execute(
-        select(A.c.activity_id, A.c.employee_code).where(A.c.activity_id.in_(activity_ids))
-    ).all():
+    for act_id, code in conn.execute(_ENGINEERS_OF, {"ids": list(activity_ids)}).all():
         engineers_of[act_id].add(code)
     orders = load_orders(conn, order_ids)
     changes = load_changes(conn, order_ids)
 
     stored_rows: dict[int, dict[str, Any]] = {}
     if id_range is not None or not set(ids) <= set(create):  # new assignments have none yet
-        result = conn.execute(select(AP).where(ap_filter))
+        result = (conn.execute(select(AP).where(ap_filter)) if ap_filter is not None
+                  else conn.execute(_STORED, {"ids": ids}))
         names = list(result.keys())
         stored_rows = {row["assignment_id"]: row for row in
                        (dict(zip(names, r, strict=True)) for r in result.all())}
     stored_by_ap: dict[int, Stored] = {row["id"]: Stored(row) for row in stored_rows.values()}
-    _load_parts(conn, stored_by_ap, scope, None if id_range is None else ap_filter)
+    _load_parts(conn, stored_by_ap, scope, ap_filter)
 
     creating = set(create) if params and params.get("create_crm_appointments") else set()
     codes: set[str] = {r[2] for r in arows}

@@ -252,6 +252,7 @@ def worker(url: str, index: int, seed: int, go: Any, seconds: float, out: str) -
             rec["error"] = str(exc)
         except DispatchError as exc:
             rec["outcome"] = "refused"
+            rec["error_kind"] = exc.kind
             rec["error"] = str(exc)[:200]
         except Exception as exc:  # anything else escaped the coordinator: a defect
             rec["outcome"] = "error"
@@ -317,7 +318,8 @@ def verify(url: str, before: dict[str, Any], records: list[dict[str, Any]]) -> d
             if in_journal:
                 problems.append(f"{r['actor']} {r['kind']} was {r['outcome']} but left "
                                 f"{journal[r['actor']][1]} journal rows")
-            if r.get("must_fail") == "conflict" and r["outcome"] != "conflict":
+            if r.get("must_fail") == "conflict" and r["outcome"] != "conflict" and r.get(
+                    "error_kind") != "not_found":  # deleted meanwhile: also stale, also safe
                 problems.append(f"{r['actor']} stale move ended {r['outcome']}, not conflict: "
                                 f"{r.get('error')}")
     kept.sort(key=lambda r: r["order_of_commit"])

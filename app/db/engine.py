@@ -60,6 +60,11 @@ def _install_sqlite_hooks(engine: Engine) -> None:
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One write transaction: committed when the block ends, rolled back on any error."""
     with engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            # Row locks have no timeout by default: a terminal stuck mid-transaction would
+            # hang every writer behind it. Wait as long as SQLite would, then the coordinator
+            # retries and reports Busy. SET LOCAL lasts one transaction (pgbouncer-safe).
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(BUSY_TIMEOUT_MS)}")
         yield conn
 
 

@@ -1098,7 +1098,7 @@ def _is_transient(exc: BaseException) -> bool:
     text = str(getattr(exc, "orig", exc)).lower()
     code = getattr(getattr(exc, "orig", None), "sqlstate", None)
     return "database is locked" in text or "database is busy" in text or code in (
-        "40001", "40P01")
+        "40001", "40P01", "55P03")  # serialization, deadlock, lock timeout
 
 
 def _short(exc: IntegrityError) -> str:

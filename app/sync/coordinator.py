@@ -17,7 +17,7 @@ from typing import Any
 
 import pendulum
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from app.db import models as m
 from app.db.engine import write_transaction
@@ -171,7 +171,7 @@ class Coordinator:
                 except DispatchError as exc:
                     exc.index = index  # type: ignore[attr-defined]
                     raise
-                except IntegrityError as exc:
+                except (IntegrityError, DataError) as exc:  # DataError: NUL, out of range
                     err = Invalid(f"refused by the database: {_short(exc)}")
                     err.index = index  # type: ignore[attr-defined]
                     raise err from exc
@@ -1076,11 +1076,11 @@ def _appointment_edit(changes: dict[str, Any], ap: dict[str, Any]) -> dict[str, 
                 raise Invalid(f"{k} must be a date and time", field=k)
             out[k] = v
         elif k == "status":
-            if v not in {s.value for s in AppointmentStatus}:
+            if not isinstance(v, str) or v not in {s.value for s in AppointmentStatus}:
                 raise Invalid(f"status {v!r} is not Planned, Held or Not Held", field=k)
             out[k] = v
         elif k == "show_time_as":
-            if v not in {s.value for s in ShowTimeAs}:
+            if not isinstance(v, str) or v not in {s.value for s in ShowTimeAs}:
                 raise Invalid(f"show_time_as {v!r} is not Free, Tentative, Busy or Out of Office",
                               field=k)
             out[k] = v
@@ -1101,7 +1101,7 @@ def _is_transient(exc: BaseException) -> bool:
         "40001", "40P01", "55P03")  # serialization, deadlock, lock timeout
 
 
-def _short(exc: IntegrityError) -> str:
+def _short(exc: DBAPIError) -> str:
     return str(exc.orig).splitlines()[0][:200]
 
 

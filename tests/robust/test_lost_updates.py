@@ -308,3 +308,48 @@ def test_appointment_edit(planned: Coordinator, history_appointment: int) -> Non
     planned.execute(c.EditAppointment(ap_id, {"subject": "Pump replaced"}), ALICE)
     v = version()
     raced(planned, cmd("alice", v), cmd("bob", v), shows)
+
+
+def test_calendar_move_does_not_lose_a_concurrent_version_bump(planned: Coordinator) -> None:
+    """R15 with P4: the calendar's move of an appointment also moves its assignment, which it
+    does not lock through the order as the service-side commands do. A status change that
+    commits in the middle of the calendar's transaction must survive, and the version must
+    count both changes (else a dispatcher holding the newer version could overwrite the
+    calendar's move unseen)."""
+    planned.execute(c.SetParameters(update_assignments_from_appointment_dates=True), ALICE)
+    row = assignment(planned.engine)
+    assert row is not None
+    with read_connection(planned.engine) as conn:
+        ap_id = conn.scalar(select(AP.c.id).where(AP.c.assignment_id == row["id"]))
+    status_done = threading.Event()
+    errors: list[BaseException] = []
+
+    def change_status() -> None:
+        try:
+            planned.execute(c.SetAssignmentStatus(*KEY, "Accepted"), BOB)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            status_done.set()
+
+    calendar = Coordinator(planned.engine)
+    started: list[threading.Thread] = []
+
+    def pause(_conn: Any, _changed: Any, _deleted: Any) -> None:
+        # Inside the calendar's transaction, after its appointment update and before it reads
+        # the assignment: let the technician's status change run (and commit, on PostgreSQL;
+        # on SQLite it waits for our write lock, so we go on after a moment).
+        if not started:
+            started.append(threading.Thread(target=change_status))
+            started[0].start()
+            status_done.wait(2.0)
+
+    calendar.appointment_hooks.append(pause)
+    calendar.execute(c.CalendarMove(ap_id, at("2026-12-07 13:00"), at("2026-12-07 15:00")),
+                     c.Actor.calendar())
+    started[0].join(60)
+    assert not errors, errors
+    after = assignment(planned.engine)
+    assert after is not None
+    assert after["status"] == "Accepted" and after["planned_start"] == at("2026-12-07 13:00")
+    assert after["version"] == row["version"] + 2, "two changes, one version bump: lost update"

@@ -473,6 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orders", type=int, default=60)
     ap.add_argument("--pg", default=os.environ.get("DISPATCH_LOAD_PG", PG_DEFAULT),
                     help="an admin URL on the PostgreSQL server (the run makes its own database)")
+    ap.add_argument("--via-port", type=int, help="PostgreSQL: the workers connect through this"
+                    " port on the same host (a pgbouncer in transaction mode, say)")
+    ap.add_argument("--no-prepare", action="store_true", help="PostgreSQL: add"
+                    " ?prepare_threshold=none to the workers' URL (needed behind pgbouncer < 1.21"
+                    " in transaction mode)")
     ap.add_argument("--verbose", action="store_true", help="also print the mix per kind")
     args = ap.parse_args(argv)
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
@@ -482,7 +487,15 @@ def main(argv: list[str] | None = None) -> int:
             db = Database(kind, args.pg)
             try:
                 prepare(db.url, n_orders=args.orders)
-                figures = run(db.url, n, args.seconds)
+                url = db.url
+                if kind == "postgres" and args.via_port:
+                    url = make_url(url).set(port=args.via_port).render_as_string(
+                        hide_password=False)
+                if kind == "postgres" and args.no_prepare:
+                    url += "?prepare_threshold=none"
+                figures = run(url, n, args.seconds)
+                if url != db.url:
+                    figures["url"] = make_url(url).set(database="...").render_as_string()
             finally:
                 db.drop()
             if not args.verbose:

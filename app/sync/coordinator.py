@@ -905,8 +905,8 @@ class Coordinator:
                    order=ap["origin_order"], assignment=key)
             return summary + f"; assignment {key} kept (order {row['order_status']})"
         # P4: the assignment follows, and everything that depends on its dates with it.
-        tx.conn.execute(update(A).where(A.c.id == row["id"]).values(
-            planned_start=start, planned_end=end, version=row["version"] + 1))
+        tx.conn.execute(update(A).where(A.c.id == row["id"]).values(  # row was read unlocked
+            planned_start=start, planned_end=end, version=A.c.version + 1))
         tx.log(f"assignment {key} moved with its appointment (P4)", order=ap["origin_order"],
                assignment=key)
         self._resync(tx, [row["id"]], scope=frozenset({"fields"}))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import at, order_cmd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from app.db import models as m
 from app.db.engine import read_connection
@@ -312,10 +312,10 @@ def test_appointment_edit(planned: Coordinator, history_appointment: int) -> Non
 
 def test_calendar_move_does_not_lose_a_concurrent_version_bump(planned: Coordinator) -> None:
     """R15 with P4: the calendar's move of an appointment also moves its assignment, which it
-    does not lock through the order as the service-side commands do. A status change that
-    commits in the middle of the calendar's transaction must survive, and the version must
-    count both changes (else a dispatcher holding the newer version could overwrite the
-    calendar's move unseen)."""
+    reads without the order lock the service-side commands take. It wrote `version = <what it
+    read> + 1`: on PostgreSQL a status change committed between that read and the write left
+    one version bump for two changes, so a dispatcher holding the newer version could overwrite
+    the calendar's move unseen. The status change is slipped in exactly there."""
     planned.execute(c.SetParameters(update_assignments_from_appointment_dates=True), ALICE)
     row = assignment(planned.engine)
     assert row is not None
@@ -323,6 +323,8 @@ def test_calendar_move_does_not_lose_a_concurrent_version_bump(planned: Coordina
         ap_id = conn.scalar(select(AP.c.id).where(AP.c.assignment_id == row["id"]))
     status_done = threading.Event()
     errors: list[BaseException] = []
+    calendar_thread = threading.current_thread()
+    started: list[threading.Thread] = []
 
     def change_status() -> None:
         try:
@@ -332,22 +334,24 @@ def test_calendar_move_does_not_lose_a_concurrent_version_bump(planned: Coordina
         finally:
             status_done.set()
 
-    calendar = Coordinator(planned.engine)
-    started: list[threading.Thread] = []
-
-    def pause(_conn: Any, _changed: Any, _deleted: Any) -> None:
-        # Inside the calendar's transaction, after its appointment update and before it reads
-        # the assignment: let the technician's status change run (and commit, on PostgreSQL;
-        # on SQLite it waits for our write lock, so we go on after a moment).
-        if not started:
+    def pause(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # The calendar is about to write the assignment it read: let the technician's status
+        # change run and commit (PostgreSQL; on SQLite it waits for our write lock instead).
+        if (threading.current_thread() is calendar_thread and not started
+                and statement.lstrip().upper().startswith("UPDATE ASSIGNMENTS")):
             started.append(threading.Thread(target=change_status))
             started[0].start()
             status_done.wait(2.0)
 
-    calendar.appointment_hooks.append(pause)
-    calendar.execute(c.CalendarMove(ap_id, at("2026-12-07 13:00"), at("2026-12-07 15:00")),
-                     c.Actor.calendar())
-    started[0].join(60)
+    event.listen(planned.engine, "before_cursor_execute", pause)
+    try:
+        Coordinator(planned.engine).execute(
+            c.CalendarMove(ap_id, at("2026-12-07 13:00"), at("2026-12-07 15:00")),
+            c.Actor.calendar())
+        assert started, "the calendar did not write the assignment (P4)"
+        started[0].join(60)
+    finally:
+        event.remove(planned.engine, "before_cursor_execute", pause)
     assert not errors, errors
     after = assignment(planned.engine)
     assert after is not None

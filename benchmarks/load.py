@@ -66,6 +66,7 @@ MIX = [
     ("move", 24), ("stale_move", 5), ("reassign", 11), ("status", 14), ("update_order", 9),
     ("update_activity", 5), ("order_status", 5), ("create_assignment", 9),
     ("delete_assignment", 6), ("create_order", 3), ("invalid", 6), ("technician", 3),
+    ("rename_partner", 2), ("rename_engineer", 2),
 ]
 
 
@@ -188,6 +189,15 @@ def build(kind: str, s: dict[str, Any], rng: random.Random, tag: str
                               end.add(hours=4), contact=f"C{bp[2:]}0", activities=(
                                   c.ActivitySpec(10, "Load test visit", start, end, engs),)),
                 c.GenerateAssignments(number)], meta
+    if kind == "rename_partner":  # the import feed updates master data meanwhile
+        i = rng.randrange(len(demo.COMPANIES))
+        meta["name"] = f"{demo.COMPANIES[i][0]} ({tag})"
+        return [c.UpsertPartner(f"BP{100 + i}", meta["name"])], meta
+    if kind == "rename_engineer":
+        code, name = rng.choice(demo.ENGINEERS)
+        meta["name"] = f"{name} ({tag})"
+        email = name.lower().replace(" ", ".") + "@example.com"
+        return [c.UpsertEmployee(code, meta["name"], email, engineer=True)], meta
     if kind == "invalid":
         meta["must_fail"] = "refused"
         which = rng.randrange(4)

@@ -357,3 +357,47 @@ def test_calendar_move_does_not_lose_a_concurrent_version_bump(planned: Coordina
     assert after is not None
     assert after["status"] == "Accepted" and after["planned_start"] == at("2026-12-07 13:00")
     assert after["version"] == row["version"] + 2, "two changes, one version bump: lost update"
+
+
+def test_master_data_change_waits_for_commands_that_read_it(planned: Coordinator) -> None:
+    """Found by benchmarks/load.py on PostgreSQL (20 check violations in 15 s): an engineer's
+    rename (or a partner's) resyncs the appointments it can see, while a command on an order
+    has already read the old name and writes it after the rename committed; the appointments
+    end with stale participants. Here a new assignment for E001 is paused after it read the
+    names, and E001 is renamed meanwhile: afterwards every appointment shows the new name."""
+    rename_done = threading.Event()
+    errors: list[BaseException] = []
+    main_thread = threading.current_thread()
+    started: list[threading.Thread] = []
+
+    def rename() -> None:
+        try:
+            planned.execute(c.UpsertEmployee("E001", "Mario Rossi Jr.", "mario.rossi@example.com",
+                                             engineer=True), BOB)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            rename_done.set()
+
+    def pause(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if (threading.current_thread() is main_thread and not started
+                and statement.lstrip().upper().startswith("INSERT INTO APPOINTMENTS")):
+            started.append(threading.Thread(target=rename))
+            started[0].start()
+            rename_done.wait(2.0)
+
+    event.listen(planned.engine, "before_cursor_execute", pause)
+    try:
+        Coordinator(planned.engine).execute(c.CreateAssignment("SO-1001", 10, "E003"), ALICE)
+        assert started, "the new assignment got no appointment"
+        started[0].join(60)
+    finally:
+        event.remove(planned.engine, "before_cursor_execute", pause)
+    assert not errors, errors
+    from app.sync.check import violations
+
+    P = m.Participant.__table__
+    with read_connection(planned.engine) as conn:
+        assert list(violations(conn)) == []
+        names = set(conn.scalars(select(P.c.name).where(P.c.code == "E001")))
+    assert names == {"Mario Rossi Jr."}

@@ -7,7 +7,7 @@ import getpass
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 import pendulum
 from sqlalchemy import Engine
@@ -183,17 +183,24 @@ def cmd_demo(engine: Engine, settings: Settings, args: argparse.Namespace) -> in
 
 def _read_lines(source: str) -> list[tuple[int, str]]:
     try:
-        stream: TextIO = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+        if source == "-":
+            stdin = getattr(sys.stdin, "buffer", None)
+            data = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8")
+        else:
+            with open(source, "rb") as f:
+                data = f.read()
     except OSError as exc:
         raise CliError(f"cannot read {source}: {exc.strerror}", EXIT_UNREADABLE) from None
     try:
-        text = stream.read()
+        text = data.decode("utf-8-sig")  # a leading byte-order mark is not part of line 1
     except UnicodeDecodeError as exc:
-        raise CliError(f"{source} is not UTF-8 text (byte {exc.start})", EXIT_UNREADABLE) from None
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-    return [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CliError(f"line {line}: not UTF-8 text (byte {exc.start} of {source}); nothing"
+                       " was applied", EXIT_UNREADABLE) from None
+    # Lines end at "\n" only: str.splitlines() also breaks at U+2028, U+0085 and others,
+    # which JSON allows unescaped inside strings, and would misnumber every later line.
+    return [(i, line.removesuffix("\r")) for i, line in enumerate(text.split("\n"), 1)
+            if line.strip()]
 
 
 def _result(line: int, change: Change | None = None, error: DispatchError | None = None,

@@ -31,7 +31,26 @@ def make_engine(url: str, *, pool: bool = True) -> Engine:
         )
         _install_sqlite_hooks(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    target, connect_args = _pg_options(url)
+    return create_engine(target, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                         connect_args=connect_args)
+
+
+def _pg_options(url: str) -> tuple[str, dict[str, Any]]:
+    """`?prepare_threshold=none` in a PostgreSQL URL, for psycopg (the URL would pass it as
+    text). psycopg prepares a statement on the server after 5 uses; behind pgbouncer in
+    transaction mode (before 1.21) the next transaction may run on another server connection:
+    "prepared statement _pg3_1 does not exist". Measured with benchmarks/load.py --via-port."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    value = parsed.query.get("prepare_threshold")
+    if value is None:
+        return url, {}
+    text = str(value).strip().lower()
+    threshold = None if text in ("none", "off", "") else int(text)
+    plain = parsed.difference_update_query(["prepare_threshold"])
+    return plain.render_as_string(hide_password=False), {"prepare_threshold": threshold}
 
 
 def ensure_sqlite_folder(url: str) -> None:
@@ -65,6 +84,11 @@ def _install_sqlite_hooks(engine: Engine) -> None:
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One write transaction: committed when the block ends, rolled back on any error."""
     with engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            # Row locks have no timeout by default: a terminal stuck mid-transaction would
+            # hang every writer behind it. Wait as long as SQLite would, then the coordinator
+            # retries and reports Busy. SET LOCAL lasts one transaction (pgbouncer-safe).
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(BUSY_TIMEOUT_MS)}")
         yield conn
 
 
@@ -88,6 +112,8 @@ def alembic_config(url: str) -> Any:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
+    if not url.startswith("sqlite"):
+        url = _pg_options(url)[0]  # a migration is one transaction: prepares do no harm
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 

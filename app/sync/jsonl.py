@@ -23,15 +23,24 @@ OPS: dict[str, type[c.Command]] = {
 }
 MAX_LINE = 1_000_000
 DATE_FIELDS_IN_CHANGES = {"start", "end", "due_date"}
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+"""Whole numbers outside a 32-bit INTEGER overflow SQLite's driver and PostgreSQL's columns."""
 
 
 class ParseError(Invalid):
     """The input cannot be read as a command (exit code 2)."""
 
     def __init__(self, line: int, message: str, field: str | None = None) -> None:
-        where = f"line {line}" + (f", field {field}" if field else "")
+        field = printable(field) if field is not None else None
+        where = f"line {line}" + (f", field {field}" if field is not None else "")
         super().__init__(f"{where}: {message}", field=field)
         self.line = line
+
+
+def printable(text: str) -> str:
+    """A name from the input, safe to print: control characters (a newline, a terminal escape)
+    and lone surrogates shown as escapes, so an error stays one harmless line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text) or '""'
 
 
 def parse_datetime(value: Any, field: str, line: int = 0) -> dt.datetime:
@@ -48,6 +57,10 @@ def parse_datetime(value: Any, field: str, line: int = 0) -> dt.datetime:
             "(for example 2026-12-07T08:00:00+01:00)", field) from None
     if parsed.tzinfo is None:
         raise ParseError(line, f"{value!r} has no UTC offset (add +01:00 or Z)", field)
+    try:
+        parsed.astimezone(dt.UTC)  # year 1 at +01:00 or 9999 at -01:00 has no UTC instant
+    except OverflowError:
+        raise ParseError(line, f"{value!r} is out of range", field) from None
     return parsed
 
 
@@ -110,10 +123,41 @@ def _build(cls: Any, obj: Any, line: int, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def _scan(obj: Any, line: int) -> None:
+    """Refuse, naming the field, what JSON allows but no database stores: lone surrogates
+    (`"\\ud800"`: not encodable), NUL characters (PostgreSQL text cannot hold them) and whole
+    numbers beyond 32 bits. Iterative, so deeply nested input cannot exhaust the stack."""
+    stack: list[tuple[Any, str | None]] = [(obj, None)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, line, key)
+                stack.append((item, key if path is None else f"{path}.{key}"))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path or ''}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, line, path)
+        elif isinstance(value, int) and not isinstance(value, bool) and not (
+                INT_MIN <= value <= INT_MAX):
+            raise ParseError(line, "number is out of range", path)
+
+
+def _check_text(value: str, line: int, field: str | None) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ParseError(line, "text is not valid Unicode (a lone surrogate escape)",
+                         field) from None
+    if "\x00" in value:
+        raise ParseError(line, "text contains a NUL character", field)
+
+
 def parse_command(obj: Any, line: int) -> c.Command:
     """One decoded JSON value -> a command."""
     if not isinstance(obj, dict):
         raise ParseError(line, f"expected a JSON object, got {_kind(obj)}")
+    _scan(obj, line)
     op = obj.get("op")
     if not isinstance(op, str):
         raise ParseError(line, "every line needs an \"op\"", "op")

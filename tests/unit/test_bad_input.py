@@ -86,7 +86,7 @@ CASES: list[tuple[str, Any, type[DispatchError], str]] = [
      "description must not be empty"),
     ("control characters", c.UpsertPartner("BP300", "Evil\x1b[2J Corp"), Invalid,
      "name contains control characters"),
-    ("wrong type", c.CreateAssignment("SO-1001", 10, 42), NotFound, "employee 42 does not"),
+    ("wrong type", c.CreateAssignment("SO-1001", 10, 42), Invalid, "engineer must be text"),
     ("duplicate order", order_cmd(), Refused, "order SO-1001 exists already"),
     ("stale version", c.MoveAssignment("SO-1001", 10, 1, at("2026-12-08 08:00"),
                                        at("2026-12-08 09:00"), version=7), Conflict,

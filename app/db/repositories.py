@@ -437,3 +437,7 @@ def appointment_page(
 
 def appointment_start(conn: Connection, ap_id: int) -> Any:
     return conn.scalar(select(AP.c.start).where(AP.c.id == ap_id))
+
+
+def assignment_start(conn: Connection, assignment_id: int) -> Any:
+    return conn.scalar(select(A.c.planned_start).where(A.c.id == assignment_id))

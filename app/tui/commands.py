@@ -51,13 +51,14 @@ class DispatchCommands(Provider):
 
 
 def _action_for(screen: Any, description: str) -> tuple[Any, str] | None:
+    from app.tui.screens.help import all_bindings
     from app.tui.widgets.grid import PagedGrid
 
     owners: list[Any] = [screen]
     owners += list(screen.query(PagedGrid))[:1]
     owners.append(screen.app)
     for owner in owners:
-        for b in type(owner).BINDINGS:
+        for b in all_bindings(type(owner)):
             if getattr(b, "description", None) == description:
                 return owner, b.action.removeprefix("app.") if owner is screen.app else b.action
     return None

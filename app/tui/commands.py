@@ -34,7 +34,7 @@ class DispatchCommands(Provider):
             title = PALETTE_NAMES.get(name.split("(")[0], what)
             if name.startswith("show("):
                 title = f"Go to {what}"
-            out.append((title, f"{tip or what}  [{keys}]",
+            out.append((title, f"{tip or what} (key {keys})".replace("[", "(").replace("]", ")"),
                         partial(target.run_action, name)))
         return out
 

@@ -69,6 +69,7 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, below: Screen[Any]) -> None:
         super().__init__(classes="form")
         self.below = below
+        self.rows = bindings_of(below) + [(k, w, "") for k, w in GENERAL]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="-help"):
@@ -81,7 +82,7 @@ class HelpScreen(ModalScreen[None]):
         table = Table(box=None, expand=True, show_header=False, pad_edge=False)
         table.add_column("key", style="bold", no_wrap=True, width=18)
         table.add_column("what")
-        for keys, what, tip in bindings_of(self.below):
+        for keys, what, tip in self.rows[:-len(GENERAL)]:
             table.add_row(Text(keys), Text.assemble(Text(what), Text(
                 f"  {tip}" if tip and tip != what else "", style="dim")))
         table.add_row(Text(""), Text(""))

@@ -104,11 +104,11 @@ class PagedGrid(ScrollView, can_focus=True):
             self.overall = overall
 
     def __init__(self, source: GridSource, engine: Engine, *, start_key: Callable[[], Any]
-                 | None = None, id: str | None = None) -> None:
+                 | None = None, filter: GridFilter | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.source = source
         self.engine = engine
-        self.filter = GridFilter()
+        self.filter = filter or GridFilter()
         self.start_key = start_key
         self.total: int | None = None
         self.overall: int | None = None

@@ -59,5 +59,6 @@ async def settle(pilot: Any, rounds: int = 3) -> None:
     """Let workers finish and their messages land (a few rounds: a page may ask for a detail)."""
     for _ in range(rounds):
         busy = [w for w in pilot.app.workers if w.group != "listen"]
-        await pilot.app.workers.wait_for_complete(busy)
+        if busy:  # an empty list would mean "all", the endless LISTEN worker included
+            await pilot.app.workers.wait_for_complete(busy)
         await pilot.pause()

@@ -22,7 +22,7 @@ from app.sync import demo
 from app.sync.coordinator import Coordinator
 
 DEFAULT_PATH = Path(os.environ.get("DISPATCH_BENCH_DB", "/tmp/dispatch-bench-1m.db"))
-TARGET = 1_000_000
+TARGET = int(os.environ.get("DISPATCH_BENCH_ROWS", "1000000"))
 BLOCK = 60  # orders per simulated week
 START = pendulum.datetime(2020, 1, 6, tz=demo.TZ)
 CLOCK = pendulum.datetime(2026, 12, 3, 9, 0, tz="UTC")

@@ -52,6 +52,7 @@ def make_app(engine: Engine, actor: c.Actor | None = None, **kw: Any) -> Any:
     kw.setdefault("tz", TZ)
     kw.setdefault("clock", frozen)
     kw.setdefault("cursor_blink", False)
+    kw.setdefault("detail_delay", 0)  # panes follow at once: no timer to wait for
     return DispatchApp(engine, actor or c.Actor.dispatcher("anna"), **kw)
 
 

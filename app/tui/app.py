@@ -67,7 +67,7 @@ class DispatchApp(App[int]):
     def __init__(
         self, engine: Engine, actor: c.Actor, *, tz: str = "UTC",
         clock: Callable[[], pendulum.DateTime] | None = None, poll_interval: float = 0.4,
-        cursor_blink: bool = True, listen: bool = True,
+        cursor_blink: bool = True, listen: bool = True, detail_delay: float = 0.08,
     ) -> None:
         from app.tui.screens.appointments import AppointmentsScreen
         from app.tui.screens.board import BoardScreen
@@ -87,6 +87,7 @@ class DispatchApp(App[int]):
         self.poll_interval = poll_interval
         self.cursor_blink = cursor_blink
         self.listen = listen
+        self.detail_delay = detail_delay
         self.db_label = db_label(engine)
         self.changes: Signal[DataChanged] = Signal(self, "changes")
         self.engineers: list[dict[str, Any]] = []

@@ -40,6 +40,7 @@ class GridScreen(Screen[None]):
         super().__init__()
         self.detail_key: str | None = None
         self.detail: dict[str, Any] | None = None
+        self._detail_timer: Any = None
 
     @property
     def dapp(self) -> Any:
@@ -82,11 +83,20 @@ class GridScreen(Screen[None]):
         row = event.row
         key = self.row_detail_key(row) if row else None
         self.detail_key = key
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+            self._detail_timer = None
         if key is None:
             self.detail = None
             self.query_one(DetailPanes).show(None, None, empty="No rows.")
             return
-        self.load_detail(key)
+        delay = self.dapp.detail_delay
+        if delay <= 0:
+            self.load_detail(key)
+        else:
+            # While a key is held the panes wait: the grid moves at key speed, and the panes
+            # (a relayout each) follow once the cursor rests.
+            self._detail_timer = self.set_timer(delay, lambda: self.load_detail(key))
 
     def row_detail_key(self, row: dict[str, Any]) -> str:
         return str(row["key"])

@@ -37,40 +37,49 @@ def count(url: str) -> int:
 
 
 def build(path: Path = DEFAULT_PATH, target: int = TARGET) -> Path:
-    """The cached database at `path`, built when missing or short of `target` assignments."""
+    """The cached database at `path` with at least `target` assignments: built when missing,
+    topped up when short (the demo deletes a few assignments, so blocks are added until the
+    real count is there)."""
     url = f"sqlite:///{path}"
     if path.exists() and count(url) >= target:
         return path
-    tmp = path.with_suffix(".building")
-    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-        p.unlink(missing_ok=True)
-    engine = open_database(f"sqlite:///{tmp}")
+    fresh = not path.exists()
+    work = path.with_suffix(".building") if fresh else path
+    if fresh:
+        for p in (work, Path(f"{work}-wal"), Path(f"{work}-shm")):
+            p.unlink(missing_ok=True)
+    engine = open_database(f"sqlite:///{work}")
     coord = Coordinator(engine, clock=lambda: CLOCK)
     actor = c.Actor.dispatcher("bench")
-    coord.execute_many(demo.master_data(), actor)
-    made, week, t0 = 0, 0, time.perf_counter()
+    with read_connection(engine) as conn:
+        orders = int(conn.scalar(select(func.count()).select_from(m.Order)) or 0)
+        made = int(conn.scalar(select(func.count()).select_from(m.Assignment)) or 0)
+    if fresh or orders == 0:
+        coord.execute_many(demo.master_data(), actor)
+    week, t0, done = -(-orders // BLOCK), time.perf_counter(), 0
     while made < target:
         start = START.add(weeks=week)
         pending: list[c.Command] = []
-        n_assign = 0
         for cmds in demo.orders(BLOCK, seed=week, start=start, activities=(2, 4),
                                 engineers=(2, 4)):
             # Each block reuses the demo's numbering; give every block its own numbers.
             first = cmds[0]
             assert isinstance(first, c.CreateOrder)
             number = f"{first.order}-{week:04d}"
-            n_assign += sum(len(a.engineers) for a in first.activities)
             pending.extend(_renumber(cmd, number) for cmd in cmds)
         coord.execute_many(pending, actor)
-        made += n_assign
         week += 1
-        if week % 20 == 0:
+        done += 1
+        if done % 20 == 0 or made > target * 0.97:
+            with read_connection(engine) as conn:
+                made = int(conn.scalar(select(func.count()).select_from(m.Assignment)) or 0)
             rate = made / (time.perf_counter() - t0)
             print(f"bigdb: {made} assignments, {rate:.0f}/s", file=sys.stderr, flush=True)
     engine.dispose()
-    for suffix in ("-wal", "-shm"):
-        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-    tmp.rename(path)
+    if fresh:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{work}{suffix}").unlink(missing_ok=True)
+        work.rename(path)
     return path
 
 

@@ -63,7 +63,6 @@ async def _console_child(db: str, measure: bool) -> None:
     import pendulum
 
     from app.db.engine import open_database
-    from app.db.repositories import GridFilter
     from app.sync import commands as c
     from app.tui.app import DispatchApp
     from app.tui.widgets.grid import PagedGrid

@@ -74,7 +74,7 @@ class DispatchApp(App[int]):
         from app.tui.screens.mine import MyAssignmentsScreen
         from app.tui.screens.parameters import ParametersScreen
 
-        self.MODES = {
+        self.MODES = {  # type: ignore[misc]
             "board": BoardScreen, "appointments": AppointmentsScreen,
             "mine": MyAssignmentsScreen, "parameters": ParametersScreen,
         }

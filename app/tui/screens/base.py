@@ -16,6 +16,7 @@ from textual.widgets import Footer, Static
 from app.db import repositories as repo
 from app.db.engine import read_connection
 from app.db.repositories import GridFilter
+from app.tui.format import when
 from app.tui.messages import DataChanged, DetailLoaded
 from app.tui.widgets.filterbar import FilterBar
 from app.tui.widgets.grid import GridSource, PagedGrid
@@ -143,11 +144,9 @@ class GridScreen(Screen[None]):
                 ("text", f.text), ("engineer", f.engineer), ("status", f.status),
                 ("order", f.order)) if v]
             if f.date_from:
-                parts.append("from " + f.date_from.in_timezone(self.dapp.tz).format(
-                    "YYYY-MM-DD HH:mm"))
+                parts.append("from " + when(f.date_from, self.dapp.tz))
             if f.date_to:
-                parts.append("to " + f.date_to.in_timezone(self.dapp.tz).format(
-                    "YYYY-MM-DD HH:mm"))
+                parts.append("to " + when(f.date_to, self.dapp.tz))
             if parts:
                 out.append(" · filter: ", style="dim")
                 out.append(", ".join(parts), style="#f5c542")

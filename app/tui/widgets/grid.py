@@ -117,7 +117,7 @@ class PagedGrid(ScrollView, can_focus=True):
         self._count_seq = 0
         self._pages: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
         self._loading: set[tuple[int, int]] = set()
-        self._posted: tuple[str, Any] | None = None
+        self._posted: Any = None
         self._widths: list[int] = []
 
     # ---- public -------------------------------------------------------------------------

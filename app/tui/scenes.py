@@ -14,12 +14,20 @@ Steps = Callable[[Any], Awaitable[None]]
 
 
 async def settle(pilot: Any, rounds: int = 3) -> None:
-    """Let workers finish and their messages land (a page may ask for a detail, and so on)."""
-    for _ in range(rounds):
-        busy = [w for w in pilot.app.workers if w.group != "listen"]
+    """Let workers finish and their messages land: at least `rounds` rounds, more while a
+    worker runs or a grid still shows rows it is fetching (a loaded machine is slower)."""
+    from app.tui.widgets.grid import PagedGrid
+
+    for i in range(rounds + 20):
+        busy = [w for w in pilot.app.workers if w.group != "listen" and not w.is_finished]
         if busy:  # an empty list would mean "all"
             await pilot.app.workers.wait_for_complete(busy)
         await pilot.pause()
+        if i + 1 < rounds or busy:
+            continue
+        grids = [g for screen in pilot.app.screen_stack for g in screen.query(PagedGrid)]
+        if all(g.total is not None and not g.missing_visible() for g in grids):
+            return
 
 
 def keys(*pressed: str) -> Steps:

@@ -132,6 +132,14 @@ class PagedGrid(ScrollView, can_focus=True):
             return None
         return page[index % PAGE]
 
+    def missing_visible(self) -> bool:
+        """Are rows on screen still being fetched?"""
+        if not self.total:
+            return False
+        top = round(self.scroll_y)
+        return any(self.row_at(i) is None
+                   for i in range(top, min(self.total, top + self._visible_rows)))
+
     def cached_rows(self) -> int:
         return sum(len(p) for p in self._pages.values())
 
@@ -215,7 +223,8 @@ class PagedGrid(ScrollView, can_focus=True):
             self.cursor = msg.cursor
         self.cursor = max(0, min(self.cursor, msg.total - 1))
         self._posted = None
-        self._scroll_cursor_into_view(center=msg.cursor is not None)
+        # After the refresh: the scroll range only grows with the new virtual size then.
+        self.call_after_refresh(self._scroll_cursor_into_view, center=msg.cursor is not None)
         self.post_message(self.Counted(self, msg.total, msg.overall))
         self.refresh()
         self._after_change()

@@ -289,6 +289,18 @@ class PagedGrid(ScrollView, can_focus=True):
         self.refresh_line(old + 1)
         self.refresh_line(self.cursor + 1)
         self._after_change()
+        self._prefetch()
+
+    def _prefetch(self) -> None:
+        """Ask for the page after the visible lines (and the one before) ahead of time, so
+        paging down finds it cached."""
+        if not self.total:
+            return
+        top = max(self.cursor - self._visible_rows, 0)
+        bottom = min(self.cursor + 2 * self._visible_rows, self.total - 1)
+        for page in {top // PAGE, bottom // PAGE}:
+            if page not in self._pages:
+                self._request(page)
 
     def _scroll_cursor_into_view(self, center: bool = False) -> None:
         top = round(self.scroll_y)

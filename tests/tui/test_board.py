@@ -292,3 +292,35 @@ async def test_order_header_change_says_how_many_appointments(demo_engine) -> No
         assert any(f"; {n} appointment" in t and "address" in t for t in toasts), toasts
         assert "Via Nuova 5, Milano" in str(app.screen.query_one("#order-header",
                                                                  Static).render())
+
+
+async def test_new_assignment_form_and_the_mouse(demo_engine) -> None:
+    app = make_app(demo_engine)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await _goto(pilot, "SO-1001/10/1")
+        await pilot.press("n")
+        await settle(pilot)
+        form = _form(app)
+        assert form.query_one("#field-order", Input).value == "SO-1001"
+        form.query_one("#field-engineer", Select).value = "E012"
+        form.query_one("#field-planned_start", Input).value = "2026-12-09 14:00"
+        form.query_one("#field-planned_end", Input).value = "2026-12-09 15:30"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        notes = [str(n.message) for n in app._notifications]
+        errors = str(app.screen.query("#error-form").first().render()) if isinstance(
+            app.screen, FormScreen) else ""
+        assert any("Created assignment SO-1001/10/" in t and "for E012" in t for t in notes), (
+            notes, errors)
+        with read_connection(demo_engine) as conn:
+            row = repo.assignment_detail(conn, "SO-1001/10/2")
+        assert row is not None and row["appointment"] is not None  # R1
+        assert row["appointment"]["start"].startswith("2026-12-09T13:00")  # 14:00 Rome
+        # The mouse: a click on the third data line puts the cursor there.
+        g = grid(app)
+        top = round(g.scroll_y)
+        await pilot.click(PagedGrid, offset=(5, 3))
+        await settle(pilot)
+        assert g.cursor == top + 2
+        assert app.screen.detail_key == g.current_row["key"]

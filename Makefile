@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test setup migrate bench lint screenshots clean
+.PHONY: run test setup migrate bench bench-tui lint screenshots clean
 
 # Re-install only when pyproject.toml changed (the stamp is older than it).
 $(STAMP): pyproject.toml
@@ -33,8 +33,16 @@ bench: setup
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/calendar_sync.py
 
+# The console with 1,000,000 assignments (the database is built once and cached under /tmp).
+bench-tui: setup
+	$(BIN)/python benchmarks/tui.py
+
+# SVG and PNG pictures of every console screen (PNG through cairosvg, from the dev extra).
+screenshots: setup
+	$(BIN)/python scripts/screenshots.py
+
 lint: setup
-	$(BIN)/ruff check app tests benchmarks migrations
+	$(BIN)/ruff check app tests benchmarks migrations scripts
 	$(BIN)/mypy app
 
 clean:

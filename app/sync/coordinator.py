@@ -195,6 +195,9 @@ class Coordinator:
         if tx.journal:
             bulk.insert_rows(tx.conn, J, _JOURNAL_COLUMNS,
                              [tuple(row[k] for k in _JOURNAL_COLUMNS) for row in tx.journal])
+            if tx.conn.dialect.name == "postgresql":
+                # Consoles LISTEN on this channel; delivered only if the transaction commits.
+                tx.conn.exec_driver_sql("SELECT pg_notify('dispatch_journal', '')")
         return Change(
             op=command.op,
             summary=summary,

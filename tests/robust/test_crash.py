@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import BACKENDS
 from robust_support import bench, pg_admin_url
+
+from tests.conftest import BACKENDS
 
 crash = bench("crash")
 FANOUT_RUNS = {"sqlite": 5, "postgres": 2}

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.conftest import at, order_cmd
 from sqlalchemy import Engine, event, func, select
 
 from app.db import models as m
@@ -20,6 +19,7 @@ from app.db.engine import read_connection
 from app.sync import commands as c
 from app.sync.coordinator import Coordinator
 from app.sync.errors import Conflict, DispatchError, NotFound
+from tests.conftest import at, order_cmd
 
 A = m.Assignment.__table__
 ACT = m.Activity.__table__

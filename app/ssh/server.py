@@ -49,9 +49,9 @@ class ServeOptions:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """`HOST:PORT`, `[IPv6]:PORT` or `:PORT`; a clear error for anything else."""
+    """`HOST:PORT`, `[IPv6]:PORT` or `:PORT` (port 0: any free one); a clear error otherwise."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"--listen {text!r} is not HOST:PORT (for example 127.0.0.1:2222)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, func, literal, or_, select, tuple_
 
 from app.db import models as m
+from app.db.types import UTCDateTime
 
 A = m.Assignment.__table__
 ACT = m.Activity.__table__
@@ -189,6 +191,252 @@ def users(conn: Connection) -> list[dict[str, Any]]:
 def user(conn: Connection, name: str) -> dict[str, Any] | None:
     row = conn.execute(select(U).where(U.c.name == name)).mappings().first()
     return dict(row) if row else None
+
+
+# ---- the console's paged reads --------------------------------------------------------------
+# The console's grids never hold all rows: they count, then fetch pages by keyset
+# (planned_start, id) in a worker. These queries stay on the two assignment indexes where they
+# can: `ix_assignments_start_id` for order and seeks, `ix_assignments_employee_start` for an
+# engineer's rows.
+
+OVERLAP_MARGIN = dt.timedelta(days=1)
+"""How far back the double-booking check looks for an earlier assignment that still runs."""
+
+
+@dataclass(frozen=True)
+class GridFilter:
+    """What the filter bar asks for; empty fields do not filter."""
+
+    text: str = ""
+    engineer: str | None = None
+    status: str | None = None
+    order: str | None = None
+    date_from: dt.datetime | None = None
+    date_to: dt.datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self == GridFilter()
+
+
+def _filtered(stmt: Any, f: GridFilter) -> Any:
+    if f.engineer:
+        stmt = stmt.where(A.c.employee_code == f.engineer)
+    if f.status:
+        stmt = stmt.where(A.c.status == f.status)
+    if f.order:
+        stmt = stmt.where(A.c.order_id.in_(select(O.c.id).where(O.c.number == f.order)))
+    if f.date_from is not None:
+        stmt = stmt.where(A.c.planned_start >= f.date_from)
+    if f.date_to is not None:
+        stmt = stmt.where(A.c.planned_start < f.date_to)
+    if f.text:
+        like = f"%{_escape_like(f.text)}%"
+        stmt = stmt.where(or_(
+            A.c.employee_code.in_(select(E.c.code).where(
+                or_(E.c.code.ilike(like, escape="\\"), E.c.name.ilike(like, escape="\\")))),
+            A.c.order_id.in_(select(O.c.id).where(O.c.number.ilike(like, escape="\\"))),
+            A.c.activity_id.in_(select(ACT.c.id).where(
+                ACT.c.description.ilike(like, escape="\\"))),
+        ))
+    return stmt
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _key_bind(start: dt.datetime, row_id: int) -> Any:
+    return tuple_(literal(start, UTCDateTime()), literal(row_id))
+
+
+def count_assignments(conn: Connection, f: GridFilter) -> int:
+    stmt = _filtered(select(func.count()).select_from(A), f)
+    return int(conn.scalar(stmt) or 0)
+
+
+def assignment_position(conn: Connection, f: GridFilter, start: dt.datetime, row_id: int) -> int:
+    """How many rows of the filtered grid come before (start, id): the row index of that key."""
+    stmt = _filtered(select(func.count()).select_from(A), f).where(
+        tuple_(A.c.planned_start, A.c.id) < _key_bind(start, row_id))
+    return int(conn.scalar(stmt) or 0)
+
+
+def assignment_key_at(conn: Connection, f: GridFilter, index: int) -> tuple[Any, int] | None:
+    """The (start, id) at row `index`: a seek on the start index for a jump (scrollbar, End)."""
+    stmt = _filtered(select(A.c.planned_start, A.c.id), f).order_by(
+        A.c.planned_start, A.c.id).offset(index).limit(1)
+    row = conn.execute(stmt).first()
+    return (row[0], row[1]) if row else None
+
+
+def assignment_page(
+    conn: Connection, f: GridFilter, *, after: tuple[dt.datetime, int] | None = None,
+    at: tuple[dt.datetime, int] | None = None, limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Up to `limit` grid rows from the key `at` (inclusive) or after the key `after`."""
+    stmt = _filtered(assignment_select(), f)
+    if after is not None:
+        stmt = stmt.where(tuple_(A.c.planned_start, A.c.id) > _key_bind(*after))
+    elif at is not None:
+        stmt = stmt.where(tuple_(A.c.planned_start, A.c.id) >= _key_bind(*at))
+    stmt = stmt.order_by(A.c.planned_start, A.c.id).limit(limit)
+    rows = [assignment_row(r) for r in conn.execute(stmt)]
+    _mark_overlaps(conn, rows)
+    return rows
+
+
+def _mark_overlaps(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Set `overlap` on rows whose engineer has another assignment at the same time."""
+    if not rows:
+        return
+    lo = min(r["planned_start"] for r in rows) - OVERLAP_MARGIN
+    hi = max(r["planned_end"] for r in rows)
+    engineers = sorted({r["engineer"] for r in rows})
+    near: dict[str, list[tuple[Any, Any, int]]] = {}
+    stmt = select(A.c.employee_code, A.c.planned_start, A.c.planned_end, A.c.id).where(
+        A.c.employee_code.in_(engineers), A.c.planned_start >= lo, A.c.planned_start < hi)
+    for code, s, e, i in conn.execute(stmt):
+        near.setdefault(code, []).append((s, e, i))
+    for r in rows:
+        r["overlap"] = any(
+            i != r["id"] and s < r["planned_end"] and e > r["planned_start"]
+            for s, e, i in near.get(r["engineer"], ())
+        )
+
+
+def employees(conn: Connection, *, engineers_only: bool = False) -> list[dict[str, Any]]:
+    stmt = select(E).order_by(E.c.code)
+    if engineers_only:
+        stmt = stmt.where(E.c.is_engineer.is_(True))
+    return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def assignment_detail(conn: Connection, key: str) -> dict[str, Any] | None:
+    """One assignment (by ORDER/LINE/NO) with its appointment, for the detail panes."""
+    order, line, number = key.rsplit("/", 2)
+    row = find_assignment(conn, order, int(line), int(number))
+    if row is None:
+        return None
+    out = dict(row)
+    out["appointment"] = (
+        appointment_json(conn, row["appointment_id"]) if row["appointment_id"] else None
+    )
+    return out
+
+
+def order_detail(conn: Connection, number: str) -> dict[str, Any] | None:
+    """An order header with partner and contact names, and its activities with engineers."""
+    row = conn.execute(select(O).where(O.c.number == number)).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    names = dict(conn.execute(select(BP.c.code, BP.c.name).where(
+        BP.c.code.in_([row["sold_to"], row["ship_to"]]))).all())
+    out["sold_to_name"] = names.get(row["sold_to"])
+    out["ship_to_name"] = names.get(row["ship_to"])
+    contact = conn.execute(select(C).where(C.c.code == row["contact"])).mappings().first()
+    out["contact_name"] = contact["name"] if contact else None
+    acts = []
+    for a in conn.execute(select(ACT).where(ACT.c.order_id == row["id"]).order_by(ACT.c.line)
+                          ).mappings():
+        planned = list(conn.scalars(select(PE.c.employee_code).where(
+            PE.c.activity_id == a["id"]).order_by(PE.c.employee_code)))
+        assigned = [dict(r) for r in conn.execute(
+            select(A.c.number, A.c.employee_code, A.c.status, A.c.planned_start,
+                   A.c.planned_end).where(A.c.activity_id == a["id"]).order_by(A.c.number)
+        ).mappings()]
+        acts.append({**dict(a), "engineers": planned, "assignments": assigned})
+    out["activities"] = acts
+    out["appointments"] = int(conn.scalar(select(func.count()).select_from(AP).where(
+        AP.c.origin_order == number)) or 0)
+    return out
+
+
+def order_numbers(conn: Connection, prefix: str = "", limit: int = 20) -> list[str]:
+    stmt = select(O.c.number).order_by(O.c.number).limit(limit)
+    if prefix:
+        stmt = stmt.where(O.c.number >= prefix, O.c.number < prefix + "\uffff")
+    return list(conn.scalars(stmt))
+
+
+def partners(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(select(BP).order_by(BP.c.code)).mappings()]
+
+
+def contacts(conn: Connection, partner: str | None = None) -> list[dict[str, Any]]:
+    stmt = select(C).order_by(C.c.code)
+    if partner:
+        stmt = stmt.where(C.c.partner_code == partner)
+    return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+# Appointments (the CRM view), paged the same way by (start, id).
+
+APPOINTMENT_COLUMNS = (
+    AP.c.id, AP.c.subject, AP.c.status, AP.c.start, AP.c.end, AP.c.origin_order,
+    AP.c.origin_line, AP.c.origin_assignment, AP.c.assignment_id, AP.c.organizer_code,
+    AP.c.business_partner, AP.c.version,
+)
+
+
+def _ap_filtered(stmt: Any, f: GridFilter) -> Any:
+    if f.order:
+        stmt = stmt.where(AP.c.origin_order == f.order)
+    if f.status:
+        stmt = stmt.where(AP.c.status == f.status)
+    if f.engineer:
+        stmt = stmt.where(AP.c.id.in_(select(P.c.appointment_id).where(
+            P.c.type == "Employee", P.c.code == f.engineer, P.c.email.is_not(None))))
+    if f.date_from is not None:
+        stmt = stmt.where(AP.c.start >= f.date_from)
+    if f.date_to is not None:
+        stmt = stmt.where(AP.c.start < f.date_to)
+    if f.text:
+        like = f"%{_escape_like(f.text)}%"
+        stmt = stmt.where(or_(AP.c.subject.ilike(like, escape="\\"),
+                              AP.c.origin_order.ilike(like, escape="\\")))
+    return stmt
+
+
+def count_appointments(conn: Connection, f: GridFilter) -> int:
+    return int(conn.scalar(_ap_filtered(select(func.count()).select_from(AP), f)) or 0)
+
+
+def appointment_position(conn: Connection, f: GridFilter, start: dt.datetime, row_id: int) -> int:
+    stmt = _ap_filtered(select(func.count()).select_from(AP), f).where(
+        tuple_(AP.c.start, AP.c.id) < _key_bind(start, row_id))
+    return int(conn.scalar(stmt) or 0)
+
+
+def appointment_key_at(conn: Connection, f: GridFilter, index: int) -> tuple[Any, int] | None:
+    stmt = _ap_filtered(select(AP.c.start, AP.c.id), f).order_by(AP.c.start, AP.c.id).offset(
+        index).limit(1)
+    row = conn.execute(stmt).first()
+    return (row[0], row[1]) if row else None
+
+
+def appointment_page(
+    conn: Connection, f: GridFilter, *, after: tuple[dt.datetime, int] | None = None,
+    at: tuple[dt.datetime, int] | None = None, limit: int = 100,
+) -> list[dict[str, Any]]:
+    stmt = _ap_filtered(select(*APPOINTMENT_COLUMNS), f)
+    if after is not None:
+        stmt = stmt.where(tuple_(AP.c.start, AP.c.id) > _key_bind(*after))
+    elif at is not None:
+        stmt = stmt.where(tuple_(AP.c.start, AP.c.id) >= _key_bind(*at))
+    stmt = stmt.order_by(AP.c.start, AP.c.id).limit(limit)
+    out = []
+    for r in conn.execute(stmt):
+        d = dict(r._mapping)
+        d["key"] = str(d["id"])
+        d["origin"] = f"{d['origin_order']}/{d['origin_line']}/{d['origin_assignment']}"
+        out.append(d)
+    return out
+
+
+def appointment_start(conn: Connection, ap_id: int) -> Any:
+    return conn.scalar(select(AP.c.start).where(AP.c.id == ap_id))
 
 
 UK = m.UserKey.__table__

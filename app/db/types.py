@@ -31,7 +31,7 @@ def to_utc(value: dt.datetime) -> pendulum.DateTime:
     std = dt.datetime(
         value.year, value.month, value.day, value.hour, value.minute, value.second,
         value.microsecond, tzinfo=value.tzinfo, fold=getattr(value, "fold", 0),
-    ).astimezone(dt.timezone.utc)
+    ).astimezone(dt.UTC)
     return _utc(std.year, std.month, std.day, std.hour, std.minute, std.second, std.microsecond)
 
 
@@ -52,7 +52,7 @@ class UTCDateTime(TypeDecorator[pendulum.DateTime]):
         )
         if dialect.name == "sqlite":
             return plain
-        return plain.replace(tzinfo=dt.timezone.utc)
+        return plain.replace(tzinfo=dt.UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> pendulum.DateTime | None:
         if value is None:
@@ -60,7 +60,7 @@ class UTCDateTime(TypeDecorator[pendulum.DateTime]):
         if isinstance(value, str):  # raw SQLite text, e.g. from a text() query
             value = dt.datetime.fromisoformat(value)
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return _utc(
             value.year, value.month, value.day, value.hour, value.minute, value.second,
             value.microsecond,

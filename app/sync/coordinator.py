@@ -188,6 +188,9 @@ class Coordinator:
         summary = handler(tx, command)
         if tx.journal:
             tx.conn.execute(insert(J), tx.journal)
+            if tx.conn.dialect.name == "postgresql":
+                # Consoles LISTEN on this channel; delivered only if the transaction commits.
+                tx.conn.exec_driver_sql("SELECT pg_notify('dispatch_journal', '')")
         return Change(
             op=command.op,
             summary=summary,

@@ -182,6 +182,8 @@ class DispatchApp(App[int]):
         if isinstance(exc, Conflict):
             from app.tui.screens.forms import ConflictScreen
 
+            if isinstance(form, ModalScreen) and form.is_attached:
+                form.dismiss(None)  # it shows a version that is gone
             self.push_screen(ConflictScreen(command, exc))
             return
         if form is not None and form.is_attached:

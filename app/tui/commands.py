@@ -34,7 +34,7 @@ class DispatchCommands(Provider):
             title = PALETTE_NAMES.get(name.split("(")[0], what)
             if name.startswith("show("):
                 title = f"Go to {what}"
-            out.append((title, f"{tip or what}  [{keys}]",
+            out.append((title, f"{tip or what} (key {keys})".replace("[", "(").replace("]", ")"),
                         partial(target.run_action, name)))
         return out
 
@@ -51,13 +51,14 @@ class DispatchCommands(Provider):
 
 
 def _action_for(screen: Any, description: str) -> tuple[Any, str] | None:
+    from app.tui.screens.help import all_bindings
     from app.tui.widgets.grid import PagedGrid
 
     owners: list[Any] = [screen]
     owners += list(screen.query(PagedGrid))[:1]
     owners.append(screen.app)
     for owner in owners:
-        for b in type(owner).BINDINGS:
+        for b in all_bindings(type(owner)):
             if getattr(b, "description", None) == description:
                 return owner, b.action.removeprefix("app.") if owner is screen.app else b.action
     return None

@@ -61,7 +61,7 @@ def parse_local(text: str, tz: str) -> pendulum.DateTime:
     if not raw:
         raise ValueError("required")
     try:
-        value = pendulum.parse(raw, tz=tz, strict=False)
+        value = pendulum.parse(raw, tz=tz)
     except Exception:
         raise ValueError(f"{raw!r} is not an ISO date and time (2026-12-07 08:00)") from None
     if not isinstance(value, pendulum.DateTime):

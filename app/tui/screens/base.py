@@ -58,15 +58,13 @@ class GridScreen(Screen[None]):
         yield bar
         with Horizontal(id="main"):
             yield PagedGrid(self.make_source(), self.dapp.engine, start_key=self.dapp.today_key,
-                            id="grid")
+                            filter=self.base_filter(), id="grid")
             yield DetailPanes(crm=self.CRM, id="panes")
         yield Static(id="statusline", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        grid = self.query_one(PagedGrid)
-        grid.filter = self.base_filter()
-        grid.focus()
+        self.query_one(PagedGrid).focus()
         self.dapp.changes.subscribe(self, self.on_data_changed)
 
     def on_resize(self) -> None:

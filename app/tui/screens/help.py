@@ -26,16 +26,25 @@ def key_label(app: Any, key: str) -> str:
     return ", ".join(app.get_key_display(Binding(k, "")) for k in key.split(","))
 
 
+def all_bindings(cls: type) -> list[Any]:
+    """A class's own bindings first, then those it inherits (as Textual merges them)."""
+    out: list[Any] = []
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("app."):
+            out += list(klass.__dict__.get("BINDINGS", []))
+    return out
+
+
 def bindings_of(screen: Screen[Any]) -> list[tuple[str, str, str]]:
     """(keys, description, tooltip) of every binding the user may use on this screen."""
     app: Any = screen.app
     out: list[tuple[str, str, str]] = []
     seen: set[str] = set()
-    sources: list[tuple[Any, list[Any]]] = [(screen, list(type(screen).BINDINGS))]
+    sources: list[tuple[Any, list[Any]]] = [(screen, all_bindings(type(screen)))]
     grids = list(screen.query(PagedGrid))
     if grids:
-        sources.append((grids[0], list(PagedGrid.BINDINGS)))
-    sources.append((app, list(type(app).BINDINGS)))
+        sources.append((grids[0], all_bindings(PagedGrid)))
+    sources.append((app, all_bindings(type(app))))
     for owner, bindings in sources:
         for b in bindings:
             if not isinstance(b, Binding) or not b.description:
@@ -60,6 +69,7 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, below: Screen[Any]) -> None:
         super().__init__(classes="form")
         self.below = below
+        self.rows = bindings_of(below) + [(k, w, "") for k, w in GENERAL]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="-help"):
@@ -72,7 +82,7 @@ class HelpScreen(ModalScreen[None]):
         table = Table(box=None, expand=True, show_header=False, pad_edge=False)
         table.add_column("key", style="bold", no_wrap=True, width=18)
         table.add_column("what")
-        for keys, what, tip in bindings_of(self.below):
+        for keys, what, tip in self.rows[:-len(GENERAL)]:
             table.add_row(Text(keys), Text.assemble(Text(what), Text(
                 f"  {tip}" if tip and tip != what else "", style="dim")))
         table.add_row(Text(""), Text(""))

@@ -53,6 +53,7 @@ class GridSource(Protocol):
     def page(self, conn: Connection, f: GridFilter, *, after: tuple[Any, int] | None = None,
              at: tuple[Any, int] | None = None, limit: int = PAGE) -> list[dict[str, Any]]: ...
     def sort_key(self, row: dict[str, Any]) -> tuple[Any, int]: ...
+    def current_key(self, conn: Connection, row_id: int) -> tuple[Any, int] | None: ...
     def touched(self, row: dict[str, Any], change: DataChanged) -> bool: ...
     def row_style(self, row: dict[str, Any]) -> str: ...
 
@@ -103,11 +104,11 @@ class PagedGrid(ScrollView, can_focus=True):
             self.overall = overall
 
     def __init__(self, source: GridSource, engine: Engine, *, start_key: Callable[[], Any]
-                 | None = None, id: str | None = None) -> None:
+                 | None = None, filter: GridFilter | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.source = source
         self.engine = engine
-        self.filter = GridFilter()
+        self.filter = filter or GridFilter()
         self.start_key = start_key
         self.total: int | None = None
         self.overall: int | None = None
@@ -154,11 +155,10 @@ class PagedGrid(ScrollView, can_focus=True):
             return
         if change.shifts_rows:
             row = self.current_row
-            keep = self.source.sort_key(row) if row else None
             self._pages.clear()
             self._loading.clear()
             self.generation += 1
-            self._recount(goto=keep, keep_index=True, refresh_key=keep)
+            self._recount(follow=row["id"] if row else None)
             return
         dropped = [p for p, rows in self._pages.items()
                    if any(self.source.touched(r, change) for r in rows)]
@@ -181,8 +181,9 @@ class PagedGrid(ScrollView, can_focus=True):
         self._posted = None
         self.refresh()
 
-    def _recount(self, *, goto: Any = None, keep_index: bool = False,
-                 refresh_key: Any = None) -> None:
+    def _recount(self, *, goto: Any = None, follow: int | None = None) -> None:
+        """Count again; put the cursor on `goto` (a sort key) or on the row `follow` (an id)
+        wherever it went; when that row is gone the cursor keeps its index."""
         self._count_seq += 1
         gen, f, source, seq = self.generation, self.filter, self.source, self._count_seq
 
@@ -191,13 +192,15 @@ class PagedGrid(ScrollView, can_focus=True):
                 total = source.count(conn, f)
                 overall = total if f.empty else source.count(conn, GridFilter())
                 cursor = None
-                if goto is not None:
-                    cursor = source.position(conn, f, goto)
-                    if keep_index and refresh_key is not None:
-                        # Did the row itself survive? If not, stay at the same index.
-                        rows = source.page(conn, f, at=goto, limit=1)
-                        if not rows or source.sort_key(rows[0]) != tuple(goto):
-                            cursor = None
+                key = goto
+                if follow is not None:
+                    key = source.current_key(conn, follow)
+                    if key is not None:
+                        rows = source.page(conn, f, at=key, limit=1)
+                        if not rows or rows[0]["id"] != follow:
+                            key = None  # filtered out now
+                if key is not None:
+                    cursor = source.position(conn, f, key)
             self.post_message(CountLoaded(gen, total, overall, cursor, seq))
 
         self.run_worker(work, thread=True, group=f"count-{id(self)}")

@@ -98,6 +98,8 @@ class DetailPanes(VerticalScroll):
             elif appointment is not None:
                 label.append(f"  Enter: appointment {appointment['id']}", style="dim")
             related.add_option(Option(label))
+        if self._links:
+            related.highlighted = 0
 
     def _appointment(self, ap: dict[str, Any] | None, asg: dict[str, Any] | None,
                      empty: str) -> Text:

@@ -56,6 +56,10 @@ class AssignmentSource:
     def sort_key(self, row: dict[str, Any]) -> tuple[Any, int]:
         return (row["planned_start"], row["id"])
 
+    def current_key(self, conn: Connection, row_id: int) -> tuple[Any, int] | None:
+        start = repo.assignment_start(conn, row_id)
+        return (start, row_id) if start is not None else None
+
     def touched(self, row: dict[str, Any], change: DataChanged) -> bool:
         return change.touches_assignment(row["key"]) or change.touches_appointment(
             row.get("appointment_id"))
@@ -94,6 +98,10 @@ class AppointmentSource:
 
     def sort_key(self, row: dict[str, Any]) -> tuple[Any, int]:
         return (row["start"], row["id"])
+
+    def current_key(self, conn: Connection, row_id: int) -> tuple[Any, int] | None:
+        start = repo.appointment_start(conn, row_id)
+        return (start, row_id) if start is not None else None
 
     def touched(self, row: dict[str, Any], change: DataChanged) -> bool:
         return change.touches_appointment(row["id"]) or change.touches_assignment(

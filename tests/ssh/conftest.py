@@ -41,7 +41,7 @@ def ssh_world(tmp_path_factory: pytest.TempPathFactory) -> SshWorld:
     by ssh-keygen; and a stranger's key nobody registered."""
     workdir = tmp_path_factory.mktemp("ssh")
     db_url = f"sqlite:///{workdir / 'dispatch.db'}"
-    dispatch(db_url, "demo", "--orders", "8")
+    dispatch(db_url, "demo", "--orders", "5")
     world = SshWorld(workdir, db_url, "", {})
     # The technician: the engineer with the most open assignments.
     code = world.query(

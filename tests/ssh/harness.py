@@ -135,8 +135,10 @@ class Term:
         return int(status) if status else None  # tmux sets the status a moment later
 
     def wait_exit(self, timeout: float = 15.0) -> int:
-        status = wait_until(lambda: self.exit_status() is not None, timeout, "ssh to exit")
-        assert status
+        try:
+            wait_until(lambda: self.exit_status() is not None, timeout, "ssh to exit")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the screen shows:\n{self.screen()}") from None
         code = self.exit_status()
         assert code is not None
         return code

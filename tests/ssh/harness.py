@@ -109,9 +109,9 @@ class Term:
             text = self.screen()
             if test(text):
                 return text
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or self.exit_status() is not None:
                 raise AssertionError(f"timed out after {timeout}s waiting for {wanted!r}; "
-                                     f"the screen shows:\n{text}")
+                                     f"the terminal shows:\n{self.transcript().strip()}")
             time.sleep(0.03)
 
     def keys(self, *keys: str) -> None:
@@ -253,6 +253,7 @@ class EmbeddedServer(Server):
         self.workdir = workdir / "serve"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "ssh.log"
+        start = len(self.log())
         env = {**os.environ, "XDG_DATA_HOME": str(self.workdir / "data")}
         self.proc = subprocess.Popen(
             [str(DISPATCH), "--db", db_url, "serve", "--listen", "127.0.0.1:0", "--log",
@@ -263,7 +264,7 @@ class EmbeddedServer(Server):
             if self.proc.poll() is not None:
                 raise AssertionError(f"dispatch serve exited ({self.proc.returncode}): "
                                      f"{self.log()}")
-            return re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
+            return re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log()[start:])
 
         found = wait_until(listening, 15, "dispatch serve to listen")
         assert isinstance(found, re.Match)

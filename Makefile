@@ -27,6 +27,7 @@ test: migrate
 
 bench: setup
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/ssh.py
 
 lint: setup
 	$(BIN)/ruff check app tests benchmarks migrations

@@ -1,4 +1,4 @@
-"""Fixtures for the SSH tests: one demo database with users and keys per module, and both
+"""Fixtures for the SSH tests: one demo database with users and keys per run, and both
 servers (OpenSSH's sshd with forced commands, and `dispatch serve`) started on loopback."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from harness import EmbeddedServer, OpenSshServer, Server, Term, dispatch, keygen
+from harness import EmbeddedServer, OpenSshServer, Server, Term, cli, keygen
 from sqlalchemy import create_engine, text
 
 
@@ -35,13 +35,13 @@ class SshWorld:
             "journal")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ssh_world(tmp_path_factory: pytest.TempPathFactory) -> SshWorld:
     """Demo data; users sue (supervisor), tom (technician), dan (dispatcher), each with a key made
     by ssh-keygen; and a stranger's key nobody registered."""
     workdir = tmp_path_factory.mktemp("ssh")
     db_url = f"sqlite:///{workdir / 'dispatch.db'}"
-    dispatch(db_url, "demo", "--orders", "5")
+    cli(db_url, "demo", "--orders", "5")
     world = SshWorld(workdir, db_url, "", {})
     # The technician: the engineer with the most open assignments.
     code = world.query(
@@ -52,13 +52,13 @@ def ssh_world(tmp_path_factory: pytest.TempPathFactory) -> SshWorld:
                               ("dan", "dispatcher", [])):
         key = keygen(workdir / f"{name}_ed25519", f"{name}@test")
         world.keys[name] = key
-        dispatch(db_url, "users", "add", name, "--role", role, *extra, "--key",
+        cli(db_url, "users", "add", name, "--role", role, *extra, "--key",
                  str(key.with_suffix(".pub")))
     world.keys["stranger"] = keygen(workdir / "stranger_ed25519", "stranger@test")
     return world
 
 
-@pytest.fixture(scope="module", params=["openssh", "embedded"])
+@pytest.fixture(scope="session", params=["openssh", "embedded"])
 def server(request: pytest.FixtureRequest, ssh_world: SshWorld) -> Iterator[Server]:
     srv: Server
     if request.param == "openssh":

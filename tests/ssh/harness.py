@@ -43,6 +43,22 @@ def dispatch(db_url: str, *args: str, check: bool = True, env: dict[str, str] | 
     return result
 
 
+def cli(db_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The same command line, run in this process (no interpreter start-up): parse, call, print."""
+    import contextlib
+    import io
+
+    from app.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--db", db_url, *args])
+    result = subprocess.CompletedProcess(["dispatch", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"dispatch {' '.join(args)} failed ({code}): {result.stderr}")
+    return result
+
+
 def keygen(path: Path, comment: str, kind: str = "ed25519") -> Path:
     """A new key pair made by OpenSSH's ssh-keygen; returns the private key's path."""
     need("ssh-keygen")
@@ -80,9 +96,12 @@ class Term:
         conf = workdir / f"{self.socket}.conf"
         conf.write_text("set -g remain-on-exit on\nset -g status off\n"
                         "set -g default-terminal xterm-256color\nset -g escape-time 0\n")
+        # tmux 3.3 sometimes marks a pane dead without ever recording the exit status, so the
+        # shell writes it down.
+        self.status_file = workdir / f"{self.socket}.status"
         self.started = time.monotonic()
         self._tmux("-f", str(conf), "new-session", "-d", "-s", "t", "-x", str(width), "-y",
-                   str(height), shlex.join(command), env=env)
+                   str(height), f"{shlex.join(command)}; echo $? > {self.status_file}", env=env)
 
     def _tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
         result = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
@@ -125,20 +144,18 @@ class Term:
         self._tmux("resize-window", "-t", "t", "-x", str(width), "-y", str(height))
 
     def exit_status(self) -> int | None:
-        dead, status, signal = (self._tmux(
-            "display-message", "-p", "-t", "t",
-            "#{pane_dead}/#{pane_dead_status}/#{pane_dead_signal}").strip().split("/"))
-        if dead != "1":
+        try:
+            text = self.status_file.read_text().strip()
+        except FileNotFoundError:
             return None
-        if signal:
-            return -int(signal)
-        return int(status) if status else None  # tmux sets the status a moment later
+        return int(text) if text else None
 
     def wait_exit(self, timeout: float = 15.0) -> int:
         try:
             wait_until(lambda: self.exit_status() is not None, timeout, "ssh to exit")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; the screen shows:\n{self.screen()}") from None
+            raise AssertionError(f"{exc}; the terminal shows:\n"
+                                 f"{self.transcript().strip()}") from None
         code = self.exit_status()
         assert code is not None
         return code
@@ -156,8 +173,23 @@ class Server:
     host_public_key = ""
     workdir: Path
 
+    log_files: list[Path]
+
     def log(self) -> str:
-        raise NotImplementedError
+        return "\n".join(p.read_text() for p in self.log_files if p.exists())
+
+    def log_mark(self) -> list[int]:
+        """Where each log file ends now; `log_since` gives what came after."""
+        return [p.stat().st_size if p.exists() else 0 for p in self.log_files]
+
+    def log_since(self, mark: list[int]) -> str:
+        parts = []
+        for path, size in zip(self.log_files, mark, strict=True):
+            if path.exists():
+                with path.open("rb") as f:
+                    f.seek(size)
+                    parts.append(f.read().decode(errors="replace"))
+        return "\n".join(parts)
 
     def stop(self) -> None:
         raise NotImplementedError
@@ -200,6 +232,7 @@ class OpenSshServer(Server):
         self.authorized = self.workdir / "authorized_keys"
         self.sessions_log = self.workdir / "sessions.log"
         self.sshd_log = self.workdir / "sshd.log"
+        self.log_files = [self.sshd_log, self.sessions_log]
         self.refresh_keys()
         config = self.workdir / "sshd_config"
         config.write_text("\n".join([
@@ -231,10 +264,6 @@ class OpenSshServer(Server):
         dispatch(self.db_url, "ssh", "authorized-keys", "--output", str(self.authorized),
                  "--log", str(self.sessions_log))
 
-    def log(self) -> str:
-        parts = [p.read_text() for p in (self.sshd_log, self.sessions_log) if p.exists()]
-        return "\n".join(parts)
-
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -253,6 +282,7 @@ class EmbeddedServer(Server):
         self.workdir = workdir / "serve"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "ssh.log"
+        self.log_files = [self.log_path]
         start = len(self.log())
         env = {**os.environ, "XDG_DATA_HOME": str(self.workdir / "data")}
         self.proc = subprocess.Popen(
@@ -271,9 +301,6 @@ class EmbeddedServer(Server):
         self.port = int(found.group(1))
         key = self.workdir / "data" / "dispatch" / "ssh_host_ed25519_key.pub"
         self.host_public_key = key.read_text()
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import DISPATCH, dispatch, keygen
+from harness import DISPATCH, cli, dispatch, keygen
 from sqlalchemy import Engine
 
 from app.db import repositories as repo
@@ -146,12 +146,12 @@ def test_authorized_keys_lines_are_gitolite_style(engine: Engine, keydir: Path) 
 
 def test_command_line_users_and_keys(tmp_path: Path, keydir: Path) -> None:
     db = f"sqlite:///{tmp_path / 'd.db'}"
-    out = dispatch(db, "users", "add", "sue", "--role", "supervisor", "--key",
+    out = cli(db, "users", "add", "sue", "--role", "supervisor", "--key",
                    str(keydir / "ed25519.pub")).stdout
     fp = ssh_keygen_fingerprint(keydir / "ed25519.pub")
     assert out == f"User sue is a supervisor\nKey {fp} (ssh-ed25519 ed25519@test) added for sue\n"
-    dispatch(db, "users", "key", "add", "sue", str(keydir / "ecdsa.pub"))
-    listing = dispatch(db, "users", "list").stdout
+    cli(db, "users", "key", "add", "sue", str(keydir / "ecdsa.pub"))
+    listing = cli(db, "users", "list").stdout
     assert fp in listing and ssh_keygen_fingerprint(keydir / "ecdsa.pub") in listing
     # A private key, a missing file and a weak key: one line each, nothing written, no traceback.
     for args, message in (
@@ -160,13 +160,13 @@ def test_command_line_users_and_keys(tmp_path: Path, keydir: Path) -> None:
         (["users", "add", "bob", "--role", "supervisor", "--key", str(keydir / "rsa1024.pub")],
          "1024 bits"),
     ):
-        r = dispatch(db, *args, check=False)
+        r = cli(db, *args, check=False)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
-    assert "bob" not in dispatch(db, "users", "list").stdout
-    dispatch(db, "users", "key", "remove", "sue", str(keydir / "ecdsa.pub"))
-    assert ssh_keygen_fingerprint(keydir / "ecdsa.pub") not in dispatch(db, "users", "list").stdout
-    keys = dispatch(db, "ssh", "authorized-keys").stdout.splitlines()
+    assert "bob" not in cli(db, "users", "list").stdout
+    cli(db, "users", "key", "remove", "sue", str(keydir / "ecdsa.pub"))
+    assert ssh_keygen_fingerprint(keydir / "ecdsa.pub") not in cli(db, "users", "list").stdout
+    keys = cli(db, "ssh", "authorized-keys").stdout.splitlines()
     assert len(keys) == 2 and keys[1].startswith(
         f'restrict,pty,command="{DISPATCH} --db {db} ssh-session --user sue" ssh-ed25519 ')
 

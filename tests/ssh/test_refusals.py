@@ -9,9 +9,9 @@ from conftest import SshWorld
 from harness import Server, wait_until
 
 
-def logged(server: Server, pattern: str, since: int) -> str:
-    """The first log line matching `pattern` written after the log was `since` long."""
-    found = wait_until(lambda: re.search(pattern, server.log()[since:]), 5,
+def logged(server: Server, pattern: str, since: list[int]) -> str:
+    """The first log line matching `pattern` written since the mark `since`."""
+    found = wait_until(lambda: re.search(pattern, server.log_since(since)), 5,
                        f"a log line matching {pattern!r}")
     assert isinstance(found, re.Match)
     return found.group(0)
@@ -20,7 +20,7 @@ def logged(server: Server, pattern: str, since: int) -> str:
 def test_unknown_key_is_refused_and_logged(server: Server, ssh_world: SshWorld, open_term) -> None:
     key = ssh_world.keys["stranger"]
     fp = _fingerprint(key)
-    since = len(server.log())
+    since = server.log_mark()
     t = open_term(server.ssh(key, "-o", "BatchMode=yes"))
     assert t.wait_exit() == 255
     assert "Permission denied (publickey)" in t.transcript()
@@ -31,7 +31,7 @@ def test_unknown_key_is_refused_and_logged(server: Server, ssh_world: SshWorld, 
 
 
 def test_password_attempt_is_refused_and_logged(server: Server, open_term) -> None:
-    since = len(server.log())
+    since = server.log_mark()
     t = open_term(server.ssh(None, "-o", "PubkeyAuthentication=no", "-o",
                              "PreferredAuthentications=password,keyboard-interactive",
                              "-o", "NumberOfPasswordPrompts=1"))
@@ -48,7 +48,7 @@ def test_password_attempt_is_refused_and_logged(server: Server, open_term) -> No
 
 def test_session_without_terminal_is_refused_and_logged(server: Server, ssh_world: SshWorld,
                                                          open_term) -> None:
-    since = len(server.log())
+    since = server.log_mark()
     t = open_term(server.ssh(ssh_world.keys["sue"], tty=False))
     assert t.wait_exit() == 1
     assert "the console needs a terminal; connect with 'ssh -t'" in t.transcript()
@@ -58,7 +58,7 @@ def test_session_without_terminal_is_refused_and_logged(server: Server, ssh_worl
 def test_another_command_is_refused_and_logged(server: Server, ssh_world: SshWorld, open_term,
                                                tmp_path) -> None:
     marker = tmp_path / "ran"
-    since = len(server.log())
+    since = server.log_mark()
     t = open_term(server.ssh(ssh_world.keys["dan"], remote=["touch", str(marker)]))
     code = t.wait_exit()
     logged(server, rf"refused dan from 127\.0\.0\.1:\d+: asked to run "

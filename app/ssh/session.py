@@ -127,7 +127,9 @@ def run_session(user: str, db: str | None, log_path: Path | None, tz: str | None
     from app.db.engine import open_database, read_connection
 
     settings = Settings.load(db)
-    engine = open_database(settings.db_url)
+    # No migration from a login (a quarter of a second, and not a session's business): `dispatch
+    # serve` and `dispatch ssh authorized-keys` bring the schema up to date beforehand.
+    engine = open_database(settings.db_url, migrate=False)
     with read_connection(engine) as conn:
         row = repo.user(conn, user)
         keys = repo.user_keys(conn, user) if row else []

@@ -195,9 +195,12 @@ class Server:
         raise NotImplementedError
 
     def known_hosts(self) -> Path:
-        path = self.workdir / f"known_hosts_{self.name}"
-        kind, data = self.host_public_key.split()[:2]
-        path.write_text(f"[127.0.0.1]:{self.port} {kind} {data}\n")
+        path = self.workdir / f"known_hosts_{self.name}_{self.port}"
+        if not path.exists():  # written once and atomically: clients may start side by side
+            kind, data = self.host_public_key.split()[:2]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(f"[127.0.0.1]:{self.port} {kind} {data}\n")
+            tmp.replace(path)
         return path
 
     def ssh(self, key: Path | None, *options: str, tty: bool = True,

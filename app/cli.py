@@ -490,6 +490,8 @@ def add_ssh_parsers(sub: Any) -> None:
     sv.add_argument("--max-sessions", type=int, default=20)
     sv.add_argument("--idle-timeout", type=float, default=30.0, metavar="MINUTES")
     sv.add_argument("--log", metavar="FILE", help="default: ssh.log in the data folder")
+    sv.add_argument("--no-fork-server", action="store_true",
+                    help="start each console as a new interpreter instead of forking it")
 
 
 def run_ssh_command(args: argparse.Namespace) -> int:
@@ -532,7 +534,8 @@ def run_ssh_command(args: argparse.Namespace) -> int:
     options = ServeOptions(
         host=host, port=port, db_url=settings.db_url, tz=settings.tz,
         host_key=Path(args.host_key) if args.host_key else data_dir() / "ssh_host_ed25519_key",
-        log_path=log_path, max_sessions=args.max_sessions, idle_timeout=args.idle_timeout * 60)
+        log_path=log_path, max_sessions=args.max_sessions, idle_timeout=args.idle_timeout * 60,
+        fork_server=not args.no_fork_server)
     return run_server(options, engine, open_log(log_path, stderr=True))
 
 

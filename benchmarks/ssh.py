@@ -1,5 +1,6 @@
 """SSH: time from `ssh` connect to the first painted console, and memory per session, with 20
-sessions open at once on the embedded server (plus the OpenSSH forced-command path for timing).
+sessions open at once on the embedded server (consoles forked from its warm fork server, and for
+comparison started as new interpreters), plus the OpenSSH forced-command path for timing.
 
 Everything is real: the OpenSSH client runs in tmux panes, `dispatch serve` and `sshd` listen on
 loopback, each session is its own console process. "Painted" means the console's grid count and
@@ -79,6 +80,36 @@ def memory(pid: int) -> dict[str, float]:
             "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
 
 
+def bench_embedded(work: Path, db: str, key: Path, n: int, mode: str, extra: list[str]) -> None:
+    work.mkdir()
+    server = EmbeddedServer(work, db, "--max-sessions", str(n + 5), *extra)
+    try:
+        terms, times = open_sequentially(server, key, work, n)
+        print(json.dumps(summary("ssh_connect_to_paint", times, server="embedded", consoles=mode,
+                                 mode=f"one after another, up to {n} open")), flush=True)
+        pids = [int(p) for p in re.findall(r"session \d+ for sue started \(pid (\d+)",
+                                           server.log())]
+        mem = [memory(p) for p in pids[-n:]]
+        server_mem = memory(server.proc.pid)
+        print(json.dumps({
+            "bench": "ssh_memory_per_session", "server": "embedded", "consoles": mode,
+            "sessions_open": n,
+            "rss_mib_median": round(statistics.median(m["rss"] for m in mem), 1),
+            "pss_mib_median": round(statistics.median(m["pss"] for m in mem), 1),
+            "uss_mib_median": round(statistics.median(m["uss"] for m in mem), 1),
+            "pss_mib_total": round(sum(m["pss"] for m in mem), 1),
+            "server_rss_mib": round(server_mem["rss"], 1),
+        }), flush=True)
+        for t in terms:
+            t.close()
+        time.sleep(3)  # let the hung-up consoles go
+        burst = open_at_once(server, key, work, n)
+        print(json.dumps(summary("ssh_connect_to_paint", burst, server="embedded", consoles=mode,
+                                 mode=f"{n} started at once")), flush=True)
+    finally:
+        server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=20)
@@ -92,31 +123,8 @@ def main() -> None:
         key = keygen(work / "sue", "sue@bench")
         dispatch(db, "users", "add", "sue", "--role", "supervisor", "--key", str(key) + ".pub")
 
-        server = EmbeddedServer(work, db, "--max-sessions", str(n + 5))
-        try:
-            terms, times = open_sequentially(server, key, work, n)
-            print(json.dumps(summary("ssh_connect_to_paint", times, server="embedded",
-                                     mode=f"one after another, up to {n} open")), flush=True)
-            pids = [int(p) for p in re.findall(r"session \d+ for sue started \(pid (\d+)",
-                                               server.log())]
-            mem = [memory(p) for p in pids[-n:]]
-            server_mem = memory(server.proc.pid)
-            print(json.dumps({
-                "bench": "ssh_memory_per_session", "server": "embedded", "sessions_open": n,
-                "rss_mib_median": round(statistics.median(m["rss"] for m in mem), 1),
-                "pss_mib_median": round(statistics.median(m["pss"] for m in mem), 1),
-                "uss_mib_median": round(statistics.median(m["uss"] for m in mem), 1),
-                "pss_mib_total": round(sum(m["pss"] for m in mem), 1),
-                "server_rss_mib": round(server_mem["rss"], 1),
-            }), flush=True)
-            for t in terms:
-                t.close()
-            time.sleep(3)  # let the hung-up consoles go
-            burst = open_at_once(server, key, work, n)
-            print(json.dumps(summary("ssh_connect_to_paint", burst, server="embedded",
-                                     mode=f"{n} started at once")), flush=True)
-        finally:
-            server.stop()
+        for mode, extra in (("fork server", []), ("new interpreter", ["--no-fork-server"])):
+            bench_embedded(work / mode.replace(" ", "-"), db, key, n, mode, extra)
 
         sshd = OpenSshServer(work, db)
         try:

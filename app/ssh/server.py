@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 
 from app.db import repositories as repo
 from app.db.engine import read_connection
+from app.ssh.forkserver import ForkServer
 from app.ssh.session import clean_environment, safe_term
 
 READ_CHUNK = 65536
@@ -46,6 +47,7 @@ class ServeOptions:
     max_sessions: int = 20
     idle_timeout: float = 1800.0  # seconds without a key press
     login_timeout: float = 30.0
+    fork_server: bool = True  # fork consoles from a warm process (False: a new interpreter each)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -80,17 +82,19 @@ class Hub:
     log: logging.Logger
     sessions: set[ConsoleSession] = field(default_factory=set)
     next_id: int = 1
+    forks: ForkServer | None = None
 
     def owner(self, fingerprint: str) -> dict[str, Any] | None:
         with read_connection(self.engine) as conn:
             return repo.key_owner(conn, fingerprint)
 
-    def child_command(self, user: str) -> list[str]:
-        cmd = [sys.executable, "-m", "app.cli", "--db", self.options.db_url, "ssh-session",
-               "--user", user, "--tz", self.options.tz]
+    def session_args(self, user: str) -> list[str]:
+        """`dispatch` arguments of one console: the user, and the server's own settings."""
+        args = ["--db", self.options.db_url, "ssh-session", "--user", user, "--tz",
+                self.options.tz]
         if self.options.log_path is not None:
-            cmd += ["--log", str(self.options.log_path)]
-        return cmd
+            args += ["--log", str(self.options.log_path)]
+        return args
 
     async def watch_idle(self) -> None:
         every = max(0.2, min(self.options.idle_timeout / 4, 30.0))
@@ -178,7 +182,8 @@ class ConsoleSession(asyncssh.SSHServerSession[bytes]):
         self.term: str | None = None
         self.size = (80, 24, 0, 0)
         self.master = -1
-        self.proc: asyncio.subprocess.Process | None = None
+        self.pid = 0
+        self.exited = False
         self.pending = b""
         self.last_input = time.monotonic()
         self.started = 0.0
@@ -249,23 +254,37 @@ class ConsoleSession(asyncssh.SSHServerSession[bytes]):
         host, _, port = self.peer.rpartition(":")
         env["SSH_CONNECTION"] = f"{host} {port} {self.hub.options.host} {self.hub.options.port}"
         self.started = time.monotonic()
+        args = self.hub.session_args(self.user)
+        forks = self.hub.forks if self.hub.forks is not None and self.hub.forks.alive else None
+        proc: asyncio.subprocess.Process | None = None
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.hub.child_command(self.user), stdin=slave, stdout=slave, stderr=slave,
-                start_new_session=True, env=env, cwd="/", close_fds=True)
+            if forks is not None:
+                self.pid = await forks.spawn(args, env, slave)
+            else:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "app.cli", *args, stdin=slave, stdout=slave,
+                    stderr=slave, start_new_session=True, env=env, cwd="/", close_fds=True)
+                self.pid = proc.pid
         except OSError as exc:
-            os.close(slave)
             self.hub.log.info("session %d for %s failed to start: %s", self.id, self.user, exc)
+            self.exited = True
             self._finish(1)
             return
         finally:
             with contextlib.suppress(OSError):
                 os.close(slave)
         os.set_blocking(master, False)
-        self.hub.log.info("session %d for %s started (pid %d, %s %dx%d)", self.id, self.user,
-                          self.proc.pid, self.term, self.size[0], self.size[1])
+        self.hub.log.info("session %d for %s started (pid %d, %s %dx%d%s)", self.id, self.user,
+                          self.pid, self.term, self.size[0], self.size[1],
+                          ", forked" if forks is not None else "")
         self._read_on()
-        code = await self.proc.wait()
+        try:
+            code = await (forks.wait(self.pid) if forks is not None else proc.wait())  # type: ignore[union-attr]
+        except OSError:  # the fork server died: watch the console's terminal instead
+            while self.reading and self.master >= 0:
+                await asyncio.sleep(0.2)
+            code = 0
+        self.exited = True
         self._drain()
         self._finish(code if code >= 0 else 128 - code)
 
@@ -382,19 +401,21 @@ class ConsoleSession(asyncssh.SSHServerSession[bytes]):
 
     def hangup(self) -> None:
         """The client is gone: hang up the console's process group, then insist."""
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            self._finish(0 if proc is None else proc.returncode or 0)
+        if not self.pid or self.exited:
+            if not self.pid:
+                self._finish(0)
             return
+        pid = self.pid
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGHUP)
+            os.killpg(pid, signal.SIGHUP)
 
         async def insist() -> None:
-            try:
-                await asyncio.wait_for(proc.wait(), HANGUP_GRACE)
-            except TimeoutError:
+            deadline = time.monotonic() + HANGUP_GRACE
+            while not self.exited and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if not self.exited:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    os.killpg(pid, signal.SIGKILL)
 
         asyncio.get_running_loop().create_task(insist())
 
@@ -417,6 +438,15 @@ async def serve(options: ServeOptions, engine: Engine, log: logging.Logger,
     """Listen until cancelled or told to stop by SIGINT/SIGTERM; hang up every console then."""
     host_key = load_host_key(options.host_key, log)
     hub = Hub(options, engine, log)
+    if options.fork_server:
+        began = time.monotonic()
+        hub.forks = ForkServer()
+        if await hub.forks.start():
+            log.info("fork server ready in %.1fs: consoles start from a warm process",
+                     time.monotonic() - began)
+        else:
+            log.info("fork server unavailable; each console starts a new interpreter")
+            hub.forks = None
     server = await asyncssh.listen(
         options.host, options.port, server_factory=lambda: DispatchServer(hub),
         server_host_keys=[host_key], encoding=None, line_editor=False,
@@ -444,6 +474,8 @@ async def serve(options: ServeOptions, engine: Engine, log: logging.Logger,
         deadline = time.monotonic() + HANGUP_GRACE + 1
         while hub.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        if hub.forks is not None:
+            hub.forks.stop()
         log.info("stopped")
 
 

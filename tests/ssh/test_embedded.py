@@ -1,5 +1,5 @@
 """What only the embedded server does: a session limit, an idle timeout, a host key kept across
-restarts."""
+restarts, consoles forked from a warm process or started fresh."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from harness import EmbeddedServer, Term
 
 def test_session_limit_idle_timeout_and_a_stable_host_key(ssh_world: SshWorld, open_term,
                                                           tmp_path) -> None:
-    # 0.05 minutes: three seconds without a key press closes the session.
+    # 0.05 minutes: three seconds without a key press closes the session. Consoles start as new
+    # interpreters here (the other tests use the fork server).
     server = EmbeddedServer(tmp_path, ssh_world.db_url, "--max-sessions", "1",
-                            "--idle-timeout", "0.05")
+                            "--idle-timeout", "0.05", "--no-fork-server")
     try:
         first: Term = open_term(server.ssh(ssh_world.keys["sue"]))
         first.wait_for("user sue (supervisor)", timeout=20)
+        assert re.search(r"session \d+ for sue started \(pid \d+, xterm-256color 120x36\)",
+                         server.log())  # not ", forked"
         second: Term = open_term(server.ssh(ssh_world.keys["dan"]))
         assert second.wait_exit() == 1
         assert "the server is full (1 sessions); try again later" in second.transcript()
@@ -40,6 +43,7 @@ def test_session_limit_idle_timeout_and_a_stable_host_key(ssh_world: SshWorld, o
         assert "created host key" not in again.log().split("stopped")[-1]
         t: Term = open_term(again.ssh(ssh_world.keys["sue"]))  # strict host key checking
         t.wait_for("user sue (supervisor)", timeout=20)
+        assert "xterm-256color 120x36, forked)" in again.log()
         t.keys("C-q")
         assert t.wait_exit() == 0
     finally:

@@ -55,9 +55,4 @@ def make_app(engine: Engine, actor: c.Actor | None = None, **kw: Any) -> Any:
     return DispatchApp(engine, actor or c.Actor.dispatcher("anna"), **kw)
 
 
-async def settle(pilot: Any, rounds: int = 3) -> None:
-    """Let workers finish and their messages land (a few rounds: a page may ask for a detail)."""
-    for _ in range(rounds):
-        busy = [w for w in pilot.app.workers if w.group != "listen"]
-        await pilot.app.workers.wait_for_complete(busy)
-        await pilot.pause()
+from app.tui.scenes import settle  # noqa: E402,F401

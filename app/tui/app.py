@@ -223,7 +223,7 @@ class DispatchApp(App[int]):
                                        if r["appointment_id"] is not None),
                 orders=frozenset(r["order_number"] for r in rows if r["order_number"]),
                 ops=frozenset(r["op"] for r in rows), everything=everything,
-                summary=f"{rows[-1]['actor']}: {rows[-1]['detail']}" if rows else None)
+                summary=_news(rows))
             self.post_message(JournalNews(change, last))
         finally:
             self._polling.release()
@@ -251,6 +251,19 @@ class DispatchApp(App[int]):
             while not worker.is_cancelled:
                 for _ in conn.notifies(timeout=0.5, stop_after=1):
                     self.call_from_thread(self.poll_journal)
+
+
+def _news(rows: list[dict[str, Any]]) -> str | None:
+    """One line for the status bar: who did what to which row (the first of the batch)."""
+    if not rows:
+        return None
+    last = rows[-1]
+    first = next((r for r in rows if r["op"] == last["op"] and r["assignment"]), last)
+    what = first["assignment"] or first["order_number"] or ""
+    more = len({r["assignment"] for r in rows if r["assignment"]}) - 1
+    at = last["at"].strftime("%H:%M:%S") if last.get("at") else ""
+    return (f"{at} {last['actor']}: {last['op'].replace('_', ' ')} {what}"
+            + (f" (+{more} more)" if more > 0 else "")).strip()
 
 
 def resolve_user(engine: Engine, user: str | None) -> c.Actor:

@@ -3,6 +3,7 @@ valid, and an error the coordinator finds is shown on the field it names, the fo
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from app.sync import commands as c
 from app.sync.errors import Conflict
-from app.tui.format import iso_or_none, parse_local, plain
+from app.tui.format import parse_local, plain, when
 
 
 class FieldError(ValueError):
@@ -199,9 +200,14 @@ class ConflictScreen(ModalScreen[None]):
             if k == "version":
                 continue
             out.append(f"{k:<14}", style="dim")
-            out.append_text(plain(iso_or_none(v) if v is not None else "-"))
+            out.append_text(plain(self._show(v)))
             out.append("\n")
         return out
+
+    def _show(self, value: Any) -> str:
+        if isinstance(value, dt.datetime):
+            return when(value, getattr(self.app, "tz", "UTC"))
+        return "-" if value is None else str(value)
 
     def _theirs(self) -> Text:
         out = Text(f"Now stored (version {self.error.actual})\n", style="bold")
@@ -210,7 +216,7 @@ class ConflictScreen(ModalScreen[None]):
             if k in skip:
                 continue
             out.append(f"{k:<14}", style="dim")
-            out.append_text(plain(iso_or_none(v)))
+            out.append_text(plain(self._show(v)))
             out.append("\n")
         return out
 

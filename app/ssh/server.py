@@ -273,6 +273,12 @@ class ConsoleSession(asyncssh.SSHServerSession[bytes]):
         finally:
             with contextlib.suppress(OSError):
                 os.close(slave)
+        if self.closing:  # the client left while the console was starting
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGHUP)
+            self.exited = True
+            self._finish(0)
+            return
         os.set_blocking(master, False)
         self.hub.log.info("session %d for %s started (pid %d, %s %dx%d%s)", self.id, self.user,
                           self.pid, self.term, self.size[0], self.size[1],
@@ -395,7 +401,8 @@ class ConsoleSession(asyncssh.SSHServerSession[bytes]):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self.hangup()
+        if self.pid:  # else the console is still starting: `_run` hangs it up when it is
+            self.hangup()
 
     # ---- ending -------------------------------------------------------------------------
 

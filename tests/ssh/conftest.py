@@ -37,8 +37,9 @@ class SshWorld:
 
 @pytest.fixture(scope="session")
 def ssh_world(tmp_path_factory: pytest.TempPathFactory) -> SshWorld:
-    """Demo data; users sue (supervisor), tom (technician), dan (dispatcher), each with a key made
-    by ssh-keygen; and a stranger's key nobody registered."""
+    """Demo data; users sue (supervisor), tom (technician), dan (dispatcher) and ex (a supervisor
+    whose key a test withdraws), each with a key made by ssh-keygen; and a stranger's key nobody
+    registered."""
     workdir = tmp_path_factory.mktemp("ssh")
     db_url = f"sqlite:///{workdir / 'dispatch.db'}"
     cli(db_url, "demo", "--orders", "5")
@@ -49,7 +50,7 @@ def ssh_world(tmp_path_factory: pytest.TempPathFactory) -> SshWorld:
         " GROUP BY employee_code ORDER BY count(*) DESC, employee_code LIMIT 1")[0][0]
     world.technician_code = code
     for name, role, extra in (("sue", "supervisor", []), ("tom", "technician", ["--employee", code]),
-                              ("dan", "dispatcher", [])):
+                              ("dan", "dispatcher", []), ("ex", "supervisor", [])):
         key = keygen(workdir / f"{name}_ed25519", f"{name}@test")
         world.keys[name] = key
         cli(db_url, "users", "add", name, "--role", role, *extra, "--key",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from conftest import SshWorld
-from harness import Server, wait_until
+from harness import Server, cli, wait_until
 
 
 def logged(server: Server, pattern: str, since: list[int]) -> str:
@@ -78,3 +78,23 @@ def _fingerprint(key) -> str:  # type: ignore[no-untyped-def]
     out = subprocess.run(["ssh-keygen", "-lf", f"{key}.pub"], capture_output=True, text=True,
                          check=True).stdout
     return out.split()[1]
+
+
+def test_a_withdrawn_key_is_refused_at_once(server: Server, ssh_world: SshWorld,
+                                            open_term) -> None:
+    """Removing a key counts at the next login: the embedded server looks keys up each time;
+    under sshd the stale authorized_keys line still runs ssh-session, which refuses."""
+    key = ssh_world.keys["ex"]
+    fp = _fingerprint(key)
+    if fp in cli(ssh_world.db_url, "users", "list").stdout:
+        cli(ssh_world.db_url, "users", "key", "remove", "ex", fp)
+    since = server.log_mark()
+    t = open_term(server.ssh(key))
+    if server.name == "openssh":
+        assert t.wait_exit() == 1
+        assert "ex has no SSH key any more" in t.transcript()
+        logged(server, r"refused ex from 127\.0\.0\.1:\d+: has no SSH key any more", since)
+    else:
+        assert t.wait_exit() == 255
+        logged(server, rf"refused '\S+' from 127\.0\.0\.1:\d+: unknown key {re.escape(fp)}",
+               since)

@@ -3,6 +3,8 @@ servers (OpenSSH's sshd with forced commands, and `dispatch serve`) started on l
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +12,9 @@ from pathlib import Path
 import pytest
 from harness import EmbeddedServer, OpenSshServer, Server, Term, cli, keygen
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+PG_ENV = "DISPATCH_TEST_POSTGRES_URL"
 
 
 @dataclass
@@ -41,7 +46,29 @@ def ssh_world(tmp_path_factory: pytest.TempPathFactory) -> SshWorld:
     whose key a test withdraws), each with a key made by ssh-keygen; and a stranger's key nobody
     registered."""
     workdir = tmp_path_factory.mktemp("ssh")
-    db_url = f"sqlite:///{workdir / 'dispatch.db'}"
+    return build_world(workdir, f"sqlite:///{workdir / 'dispatch.db'}")
+
+
+@pytest.fixture
+def pg_ssh_world(tmp_path: Path) -> Iterator[SshWorld]:
+    """The same world in a PostgreSQL database of its own, dropped afterwards."""
+    base = os.environ[PG_ENV].replace("postgresql://", "postgresql+psycopg://", 1)
+    name = f"dispatch_ssh_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield build_world(tmp_path, url)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE datname = :n"), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def build_world(workdir: Path, db_url: str) -> SshWorld:
     cli(db_url, "demo", "--orders", "5")
     world = SshWorld(workdir, db_url, "", {})
     # The technician: the engineer with the most open assignments.
@@ -54,7 +81,7 @@ def ssh_world(tmp_path_factory: pytest.TempPathFactory) -> SshWorld:
         key = keygen(workdir / f"{name}_ed25519", f"{name}@test")
         world.keys[name] = key
         cli(db_url, "users", "add", name, "--role", role, *extra, "--key",
-                 str(key.with_suffix(".pub")))
+            str(key.with_suffix(".pub")))
     world.keys["stranger"] = keygen(workdir / "stranger_ed25519", "stranger@test")
     return world
 

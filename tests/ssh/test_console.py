@@ -3,11 +3,13 @@ its user's role, whatever the client types or sends, and sessions see each other
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from pathlib import Path
 
-from conftest import SshWorld
-from harness import Server, Term, wait_until
+from conftest import PG_ENV, SshWorld
+from harness import EmbeddedServer, Server, Term, wait_until
 
 # A client trying to point the console at another database: sshd accepts DISPATCH_* here
 # (AcceptEnv in the test config) and the session must ignore it.
@@ -91,6 +93,22 @@ def test_supervisor_browses_appointments_and_changes_nothing(server: Server, ssh
 def test_technician_completes_one_and_a_dispatcher_sees_it_held(server: Server,
                                                                 ssh_world: SshWorld,
                                                                 open_term) -> None:
+    technician_story(server, ssh_world, open_term)
+
+
+if os.environ.get(PG_ENV):  # CI sets it; the SQLite half above always runs
+
+    def test_the_same_on_postgresql_with_the_embedded_server(pg_ssh_world: SshWorld, open_term,
+                                                             tmp_path: Path) -> None:
+        server = EmbeddedServer(tmp_path, pg_ssh_world.db_url)
+        try:
+            technician_story(server, pg_ssh_world, open_term)
+        finally:
+            server.stop()
+
+
+def technician_story(server: Server, ssh_world: SshWorld, open_term) -> None:  # type: ignore[no-untyped-def]
+    """Technician and dispatcher logged in at once; the technician completes one of their own."""
     code = ssh_world.technician_code
     dan = login(server, ssh_world, open_term, "dan", height=50)
     tom = login(server, ssh_world, open_term, "tom")

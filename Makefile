@@ -32,6 +32,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/calendar_sync.py
+	$(BIN)/python benchmarks/ssh.py
 
 # The console with 1,000,000 assignments (the database is built once and cached under /tmp).
 bench-tui: setup

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -84,7 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("name")
     ua.add_argument("--role", required=True, choices=["dispatcher", "technician", "supervisor"])
     ua.add_argument("--employee")
-    usub.add_parser("list")
+    ua.add_argument("--key", metavar="FILE.pub", help="an SSH public key that logs in as this user")
+    usub.add_parser("list", help="users with their SSH keys' fingerprints")
+    uk = usub.add_parser("key", help="add or remove a user's SSH public key")
+    uksub = uk.add_subparsers(dest="key_command", required=True)
+    uka = uksub.add_parser("add")
+    uka.add_argument("name")
+    uka.add_argument("file", metavar="FILE.pub")
+    ukr = uksub.add_parser("remove")
+    ukr.add_argument("name")
+    ukr.add_argument("key", help="fingerprint (SHA256:...), comment, or the FILE.pub itself")
+
+    add_ssh_parsers(sub)
 
     db = sub.add_parser("db", help="schema migrations")
     dbsub = db.add_subparsers(dest="db_command", required=True)
@@ -123,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         engine = open_database(settings.db_url, migrate=False)
         print(f"{current_revision(engine) or '(empty)'} (head {head_revision(settings.db_url)})")
         return EXIT_OK
+    if args.command in SSH_COMMANDS:
+        return run_ssh_command(args)
     engine = open_database(settings.db_url)
     if args.command is None:
         from app.tui.app import run_console
@@ -415,14 +429,28 @@ def cmd_history(engine: Engine, settings: Settings, args: argparse.Namespace) ->
 
 
 def cmd_users(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    coordinator = Coordinator(engine)
     if args.users_command == "add":
-        change = Coordinator(engine).execute(
-            c.AddUser(args.name, args.role, args.employee), local_actor())
-        print(change.summary)
+        commands: list[c.Command] = [c.AddUser(args.name, args.role, args.employee)]
+        if args.key:
+            commands.append(c.AddUserKey(args.name, _read_key_file(args.key)))
+        for change in coordinator.execute_many(commands, local_actor()):
+            print(change.summary)
+        return EXIT_OK
+    if args.users_command == "key":
+        if args.key_command == "add":
+            cmd: c.Command = c.AddUserKey(args.name, _read_key_file(args.file))
+        else:
+            cmd = c.RemoveUserKey(args.name, _key_reference(args.key))
+        print(coordinator.execute(cmd, local_actor()).summary)
         return EXIT_OK
     with read_connection(engine) as conn:
-        for u in repo.users(conn):
-            print(f"{u['name']:<20} {u['role']:<11} {u['employee_code'] or ''}")
+        users, keys = repo.users(conn), repo.user_keys(conn)
+    for u in users:
+        print(f"{u['name']:<20} {u['role']:<11} {u['employee_code'] or ''}")
+        for k in keys:
+            if k["user_name"] == u["name"]:
+                print(f"    {k['fingerprint']}  {k['key_type']}  {k['comment']}".rstrip())
     return EXIT_OK
 
 
@@ -536,6 +564,111 @@ def cmd_calendar(engine: Engine, settings: Settings, args: argparse.Namespace) -
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}") from None
+
+
+def _read_key_file(path: str) -> str:
+    """The text of a public key file; the coordinator checks what it says."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(64 * 1024)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_UNREADABLE) from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path} is not a text public key (is it a binary or private key?)",
+                       EXIT_UNREADABLE) from None
+    from app.ssh.keys import BadKey, parse_public_key
+
+    try:
+        parse_public_key(text, where=path)  # the coordinator checks again; this names the file
+    except BadKey as exc:
+        raise CliError(str(exc), EXIT_UNREADABLE) from None
+    return text
+
+
+def _key_reference(text: str) -> str:
+    """A fingerprint or comment as given, or the fingerprint of the named .pub file."""
+    from app.ssh.keys import parse_public_key
+
+    if text.startswith("SHA256:") or not os.path.isfile(text):
+        return text
+    return parse_public_key(_read_key_file(text), where=text).fingerprint
+
+
+# ---- SSH (issue 5): key lines for OpenSSH, the forced command, the embedded server ---------
+# The logic lives in app/ssh; these functions only parse and hand over.
+
+SSH_COMMANDS = {"ssh", "ssh-session", "serve"}
+
+
+def add_ssh_parsers(sub: Any) -> None:
+    sh = sub.add_parser("ssh", help="OpenSSH integration: the authorized_keys file")
+    shsub = sh.add_subparsers(dest="ssh_command", required=True)
+    ak = shsub.add_parser("authorized-keys",
+                          help="print the authorized_keys file for the shared account")
+    ak.add_argument("--output", metavar="FILE", help="write FILE atomically instead of printing")
+    ak.add_argument("--program", metavar="PATH",
+                    help="the dispatch program sshd should run (default: this one)")
+    ak.add_argument("--log", metavar="FILE", help="log file for ssh-session (default: data folder)")
+
+    ss = sub.add_parser("ssh-session", help="the console for one SSH login (sshd's forced command)")
+    ss.add_argument("--user", required=True)
+    ss.add_argument("--log", metavar="FILE", help=argparse.SUPPRESS)
+    ss.add_argument("--tz", help=argparse.SUPPRESS)
+
+    sv = sub.add_parser("serve", help="run the embedded SSH server (public keys only)")
+    sv.add_argument("--listen", default="127.0.0.1:2222", metavar="HOST:PORT")
+    sv.add_argument("--host-key", metavar="FILE",
+                    help="default: ssh_host_ed25519_key in the data folder, created if missing")
+    sv.add_argument("--max-sessions", type=int, default=20)
+    sv.add_argument("--idle-timeout", type=float, default=30.0, metavar="MINUTES")
+    sv.add_argument("--log", metavar="FILE", help="default: ssh.log in the data folder")
+    sv.add_argument("--no-fork-server", action="store_true",
+                    help="start each console as a new interpreter instead of forking it")
+
+
+def run_ssh_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.command == "ssh-session":
+        from app.ssh.session import run_session
+
+        return run_session(args.user, args.db, Path(args.log) if args.log else None, args.tz)
+    settings = Settings.load(args.db)
+    engine = open_database(settings.db_url)
+    if args.command == "ssh":
+        from app.ssh.authorized import authorized_keys, dispatch_command, write_atomically
+
+        with read_connection(engine) as conn:
+            keys = repo.user_keys(conn)
+        explicit_db = args.db or os.environ.get("DISPATCH_DB")
+        try:
+            text = authorized_keys(keys, args.program or dispatch_command(),
+                                   db=settings.db_url if explicit_db else None, log=args.log)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if args.output:
+            write_atomically(Path(args.output), text)
+            print(f"{args.output}: {len(keys)} keys", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    from app.config import data_dir
+    from app.ssh.server import ServeOptions, parse_listen, run_server
+    from app.ssh.session import open_log
+
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_UNREADABLE) from None
+    if args.max_sessions < 1 or args.idle_timeout <= 0:
+        raise CliError("--max-sessions and --idle-timeout must be positive", EXIT_UNREADABLE)
+    log_path = Path(args.log) if args.log else data_dir() / "ssh.log"
+    options = ServeOptions(
+        host=host, port=port, db_url=settings.db_url, tz=settings.tz,
+        host_key=Path(args.host_key) if args.host_key else data_dir() / "ssh_host_ed25519_key",
+        log_path=log_path, max_sessions=args.max_sessions, idle_timeout=args.idle_timeout * 60,
+        fork_server=not args.no_fork_server)
+    return run_server(options, engine, open_log(log_path, stderr=True))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -431,6 +431,25 @@ class CalendarOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+
+class UserKey(Base):
+    """An SSH public key that identifies a user: whoever holds it logs in as them (issue 5).
+
+    A key belongs to at most one user (unique fingerprint), so a key alone says who is logging in.
+    """
+
+    __tablename__ = "user_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_name: Mapped[str] = mapped_column(
+        ForeignKey("users.name", ondelete="CASCADE"), index=True)
+    key_type: Mapped[str] = mapped_column(String(60))
+    key_data: Mapped[str] = mapped_column(Text)  # the base64 blob, as in authorized_keys
+    comment: Mapped[str] = mapped_column(String(200), default="")
+    fingerprint: Mapped[str] = mapped_column(String(60), unique=True)  # "SHA256:..."
+    added_at: Mapped[pendulum.DateTime] = mapped_column(UTCDateTime())
+
+
 def table(model: type[Base]) -> Table:
     """The Core table of a model, typed as such (for set-based statements)."""
     return cast(Table, model.__table__)

@@ -193,6 +193,26 @@ def user(conn: Connection, name: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+UK = m.UserKey.__table__
+
+
+def user_keys(conn: Connection, user: str | None = None) -> list[dict[str, Any]]:
+    """SSH keys with their owner's role and employee, by user then date added."""
+    q = (select(UK, U.c.role, U.c.employee_code).join(U, U.c.name == UK.c.user_name)
+         .order_by(UK.c.user_name, UK.c.id))
+    if user is not None:
+        q = q.where(UK.c.user_name == user)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def key_owner(conn: Connection, fingerprint: str) -> dict[str, Any] | None:
+    """The user a key identifies (name, role, employee_code), or None for an unknown key."""
+    row = conn.execute(
+        select(U).join(UK, UK.c.user_name == U.c.name).where(UK.c.fingerprint == fingerprint)
+    ).mappings().first()
+    return dict(row) if row else None
+
+
 # ---- the console's paged reads --------------------------------------------------------------
 # The console's grids never hold all rows: they count, then fetch pages by keyset
 # (planned_start, id) in a worker. These queries stay on the two assignment indexes where they

@@ -258,3 +258,21 @@ class AddUser(Command):
 
 
 ASSIGNMENT_COMMANDS = (MoveAssignment, Reassign, SetAssignmentStatus, DeleteAssignment)
+
+
+@dataclass(frozen=True)
+class AddUserKey(Command):
+    """Register an SSH public key (the text of a `.pub` file) as one user's login (issue 5)."""
+
+    op = "add_user_key"
+    user: str
+    public_key: str
+
+
+@dataclass(frozen=True)
+class RemoveUserKey(Command):
+    """Withdraw a key: `key` is its fingerprint (`SHA256:...`) or its comment."""
+
+    op = "remove_user_key"
+    user: str
+    key: str

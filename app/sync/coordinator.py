@@ -33,6 +33,7 @@ PARAMS = m.table(m.Parameters)
 PE = m.table(m.PlannedEngineer)
 J = m.table(m.JournalEntry)
 U = m.table(m.User)
+UK = m.table(m.UserKey)
 
 FINAL_ORDER = {OrderStatus.COMPLETED, OrderStatus.COSTED, OrderStatus.CLOSED}
 """R14: deleting an assignment of such an order keeps its appointment as history."""
@@ -142,6 +143,8 @@ class Coordinator:
             c.CalendarMove: self._calendar_move,
             c.CalendarNote: self._calendar_note,
             c.AddUser: self._add_user,
+            c.AddUserKey: self._add_user_key,
+            c.RemoveUserKey: self._remove_user_key,
         }
 
     # ---- running -------------------------------------------------------------------------
@@ -554,6 +557,56 @@ class Coordinator:
             tx.conn.execute(update(U).where(U.c.name == name).values(**values))
         tx.log(f"user {name} is {role.value}")
         return f"User {name} is a {role.value}" + (f" ({cmd.employee})" if cmd.employee else "")
+
+    def _add_user_key(self, tx: _Tx, cmd: c.AddUserKey) -> str:
+        from app.ssh.keys import NAME_PATTERN, BadKey, parse_public_key
+
+        user = self._user(tx, cmd.user)
+        if not NAME_PATTERN.match(user["name"]):
+            raise Invalid(f"user name {user['name']!r} cannot log in over SSH: use letters, digits,"
+                          " '.', '_' or '-' (it goes into the forced command)", field="user")
+        if not isinstance(cmd.public_key, str):
+            raise Invalid("public_key must be text", field="public_key")
+        try:
+            key = parse_public_key(cmd.public_key)
+        except BadKey as exc:
+            raise Invalid(str(exc), field="public_key") from None
+        fp = key.fingerprint
+        owner = tx.conn.scalar(select(UK.c.user_name).where(UK.c.fingerprint == fp))
+        if owner == user["name"]:
+            return f"Key {fp} is already {owner}'s; unchanged"
+        if owner is not None:
+            raise Refused(f"key {fp} already belongs to {owner}; a key identifies one user",
+                          field="public_key")
+        tx.conn.execute(insert(UK).values(
+            user_name=user["name"], key_type=key.key_type, key_data=key.data,
+            comment=key.comment, fingerprint=fp, added_at=tx.now))
+        tx.log(f"key {fp} ({key.key_type}) added for {user['name']}")
+        label = f"{key.key_type} {key.comment}".strip()
+        return f"Key {fp} ({label}) added for {user['name']}"
+
+    def _remove_user_key(self, tx: _Tx, cmd: c.RemoveUserKey) -> str:
+        user = self._user(tx, cmd.user)
+        wanted = _text(cmd.key, "key", 200)
+        rows = tx.conn.execute(select(UK).where(UK.c.user_name == user["name"])).mappings().all()
+        hits = [r for r in rows if wanted in (r["fingerprint"], r["comment"])]
+        if not hits:
+            raise NotFound(f"{user['name']} has no key {wanted!r} (see 'dispatch users list')",
+                           field="key")
+        if len(hits) > 1:
+            raise Invalid(f"{len(hits)} keys of {user['name']} have the comment {wanted!r};"
+                          " give the fingerprint", field="key")
+        tx.conn.execute(delete(UK).where(UK.c.id == hits[0]["id"]))
+        tx.log(f"key {hits[0]['fingerprint']} removed from {user['name']}")
+        return f"Key {hits[0]['fingerprint']} removed from {user['name']}"
+
+    def _user(self, tx: _Tx, name: Any) -> dict[str, Any]:
+        text = _text(name, "user", MAX_LEN["user"])
+        row = tx.conn.execute(select(U).where(U.c.name == text)).mappings().first()
+        if row is None:
+            raise NotFound(f"user {text!r} does not exist: add it with 'dispatch users add'",
+                           field="user")
+        return dict(row)
 
     def _set_parameters(self, tx: _Tx, cmd: c.SetParameters) -> str:
         cur = self._params(tx, lock=True)

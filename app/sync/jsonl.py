@@ -18,7 +18,8 @@ OPS: dict[str, type[c.Command]] = {
         c.UpsertEmployee, c.UpsertPartner, c.UpsertContact, c.SetParameters, c.CreateOrder,
         c.UpdateOrder, c.SetOrderStatus, c.AddActivity, c.UpdateActivity, c.GenerateAssignments,
         c.CreateAssignment, c.MoveAssignment, c.Reassign, c.SetAssignmentStatus,
-        c.DeleteAssignment, c.EditAppointment, c.CalendarMove, c.AddUser,
+        c.DeleteAssignment, c.EditAppointment, c.CalendarMove, c.AddUser, c.AddUserKey,
+        c.RemoveUserKey,
     )
 }
 MAX_LINE = 1_000_000

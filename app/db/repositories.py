@@ -9,22 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, literal, or_, select, tuple_
 
 from app.db import models as m
+from app.db.tables import ACT, AP, BP, PARAMS, PE, A, C, E, J, L, O, P, R, U
 from app.db.types import UTCDateTime
-
-A = m.table(m.Assignment)
-ACT = m.table(m.Activity)
-O = m.table(m.Order)  # noqa: E741
-AP = m.table(m.Appointment)
-P = m.table(m.Participant)
-R = m.table(m.Reference)
-L = m.table(m.RelatedOrder)
-E = m.table(m.Employee)
-BP = m.table(m.Partner)
-C = m.table(m.Contact)
-PE = m.table(m.PlannedEngineer)
-J = m.table(m.JournalEntry)
-U = m.table(m.User)
-PARAMS = m.table(m.Parameters)
 
 
 def iso(value: dt.datetime | None) -> str | None:

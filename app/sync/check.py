@@ -6,13 +6,9 @@ from collections.abc import Iterator
 
 from sqlalchemy import Connection, func, select
 
-from app.db import models as m
+from app.db.tables import ACT, AP, PARAMS, A, E, L, O
 from app.sync import state
 from app.sync.coordinator import FINAL_ORDER
-from app.sync.state import ACT, AP, A, L, O
-
-PARAMS = m.table(m.Parameters)
-E = m.table(m.Employee)
 
 
 def violations(conn: Connection) -> Iterator[str]:

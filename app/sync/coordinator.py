@@ -20,20 +20,14 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from app.db import bulk
-from app.db import models as m
 from app.db.engine import write_transaction
 from app.db.models import AssignmentStatus, OrderKind, OrderStatus, Role
+from app.db.tables import ACT, AP, BP, OC, PARAMS, PE, UK, A, C, E, J, L, O, P, R, U
 from app.sync import commands as c
 from app.sync import mirror, state
 from app.sync.errors import Busy, Conflict, DispatchError, Invalid, NotFound, Refused
 from app.sync.mirror import MIRRORED_FIELDS, ActivityData
-from app.sync.state import ACT, ALL_SCOPES, AP, BP, OC, A, C, E, L, O, P, R, chunks
-
-PARAMS = m.table(m.Parameters)
-PE = m.table(m.PlannedEngineer)
-J = m.table(m.JournalEntry)
-U = m.table(m.User)
-UK = m.table(m.UserKey)
+from app.sync.state import ALL_SCOPES, chunks
 
 FINAL_ORDER = {OrderStatus.COMPLETED, OrderStatus.COSTED, OrderStatus.CLOSED}
 """R14: deleting an assignment of such an order keeps its appointment as history."""

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import BindParameter, Connection, bindparam, select
 from sqlalchemy.orm import aliased
 
-from app.db import models as m
+from app.db.tables import ACT, AP, BP, OC, A, C, E, L, O, P, R
 from app.sync import mirror
 from app.sync.mirror import (
     ActivityData,
@@ -26,18 +26,6 @@ from app.sync.mirror import (
     Person,
     StoredDates,
 )
-
-A = m.table(m.Assignment)
-ACT = m.table(m.Activity)
-O = m.table(m.Order)  # noqa: E741
-AP = m.table(m.Appointment)
-P = m.table(m.Participant)
-R = m.table(m.Reference)
-L = m.table(m.RelatedOrder)
-E = m.table(m.Employee)
-BP = m.table(m.Partner)
-C = m.table(m.Contact)
-OC = m.table(m.OrderChange)
 
 BATCH = 5000
 ALL_SCOPES = frozenset({"fields", "participants", "references", "link"})

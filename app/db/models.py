@@ -204,6 +204,7 @@ class Assignment(Base):
         CheckConstraint("planned_end > planned_start", name="dates"),
         Index("ix_assignments_start_id", "planned_start", "id"),
         Index("ix_assignments_employee_start", "employee_code", "planned_start"),
+        Index("ix_assignments_status_start", "status", "planned_start", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

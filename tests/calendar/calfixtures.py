@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pendulum
 import pytest
 from radicale_server import PASSWORD, USER, Radicale
 from sqlalchemy import Engine, select
@@ -23,31 +22,12 @@ from app.calendar import ical
 from app.calendar import sync as calsync
 from app.calendar.caldav_gateway import Gateway
 from app.db import models as m
-from app.sync import commands as c
 from app.sync.coordinator import Coordinator
 
 PASSWORD_ENV = "DISPATCH_TEST_CALDAV_PASSWORD"
 
-# Helpers as in tests/conftest.py, repeated here: a module named `conftest` is whichever conftest
-# pytest imported last, so importing from it is fragile once more folders have one.
-DISPATCHER = c.Actor.dispatcher("tester")
-
-
-def at(text_: str) -> pendulum.DateTime:
-    """A Rome wall-clock time as an aware instant: `at("2026-12-07 08:00")`."""
-    return pendulum.parse(text_, tz="Europe/Rome")  # type: ignore[return-value]
-
-
-def order_cmd(number: str = "SO-1001", *, engineers: tuple[str, ...] = ("E001", "E002"),
-              lines: int = 1, kind: str = "service_order") -> c.CreateOrder:
-    acts = tuple(
-        c.ActivitySpec(10 * (i + 1), f"Replace pump {i + 1}", at("2026-12-07 08:00").add(days=i),
-                       at("2026-12-07 12:00").add(days=i), engineers)
-        for i in range(lines)
-    )
-    return c.CreateOrder(number, kind, "BP100", "BP100", "Via Roma 1, 20121 Milano",
-                         at("2026-12-07 08:00"), at("2026-12-09 18:00"), contact="C100",
-                         activities=acts)
+# The root conftest's helpers, imported under the package name (tests/ is a package).
+from tests.conftest import DISPATCHER, at, order_cmd  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")

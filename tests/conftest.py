@@ -151,3 +151,20 @@ def order_cmd(number: str = "SO-1001", *, engineers: tuple[str, ...] = ("E001", 
     return c.CreateOrder(number, kind, "BP100", "BP100", "Via Roma 1, 20121 Milano",
                          at("2026-12-07 08:00"), at("2026-12-09 18:00"), contact="C100",
                          activities=acts)
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The console tests' demo database (seed 7, fixed start), built once per run."""
+    from tests.tui_support import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("demo") / "demo.db")
+
+
+@pytest.fixture
+def demo_engine(demo_template: Path, tmp_path: Path) -> Iterator[Engine]:
+    from tests.tui_support import copy_demo
+
+    engine = copy_demo(demo_template, tmp_path)
+    yield engine
+    engine.dispose()

@@ -276,17 +276,23 @@ def assignment_key_at(conn: Connection, f: GridFilter, index: int) -> tuple[Any,
     return (row[0], row[1]) if row else None
 
 
+def _keyset(stmt: Any, start: Any, row_id: Any, after: tuple[dt.datetime, int] | None,
+            at: tuple[dt.datetime, int] | None, limit: int) -> Any:
+    """One page of a grid sorted by (start, id): from the key `at` (inclusive) or after `after`."""
+    if after is not None:
+        stmt = stmt.where(tuple_(start, row_id) > _key_bind(*after))
+    elif at is not None:
+        stmt = stmt.where(tuple_(start, row_id) >= _key_bind(*at))
+    return stmt.order_by(start, row_id).limit(limit)
+
+
 def assignment_page(
     conn: Connection, f: GridFilter, *, after: tuple[dt.datetime, int] | None = None,
     at: tuple[dt.datetime, int] | None = None, limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Up to `limit` grid rows from the key `at` (inclusive) or after the key `after`."""
-    stmt = _filtered(assignment_select(), f)
-    if after is not None:
-        stmt = stmt.where(tuple_(A.c.planned_start, A.c.id) > _key_bind(*after))
-    elif at is not None:
-        stmt = stmt.where(tuple_(A.c.planned_start, A.c.id) >= _key_bind(*at))
-    stmt = stmt.order_by(A.c.planned_start, A.c.id).limit(limit)
+    stmt = _keyset(_filtered(assignment_select(), f), A.c.planned_start, A.c.id, after, at,
+                   limit)
     rows = [assignment_row(r) for r in conn.execute(stmt)]
     _mark_overlaps(conn, rows)
     return rows
@@ -426,12 +432,8 @@ def appointment_page(
     conn: Connection, f: GridFilter, *, after: tuple[dt.datetime, int] | None = None,
     at: tuple[dt.datetime, int] | None = None, limit: int = 100,
 ) -> list[dict[str, Any]]:
-    stmt = _ap_filtered(select(*APPOINTMENT_COLUMNS), f)
-    if after is not None:
-        stmt = stmt.where(tuple_(AP.c.start, AP.c.id) > _key_bind(*after))
-    elif at is not None:
-        stmt = stmt.where(tuple_(AP.c.start, AP.c.id) >= _key_bind(*at))
-    stmt = stmt.order_by(AP.c.start, AP.c.id).limit(limit)
+    stmt = _keyset(_ap_filtered(select(*APPOINTMENT_COLUMNS), f), AP.c.start, AP.c.id, after,
+                   at, limit)
     out = []
     for r in conn.execute(stmt):
         d = dict(r._mapping)
